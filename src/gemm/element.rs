@@ -1,0 +1,79 @@
+//! The scalar types the kernels work on (`f32` and `f64`).
+
+use core::fmt::Debug;
+use core::ops::{Add, Mul, Neg, Sub};
+
+use super::dispatch::Isa;
+use super::kernel::Kernel;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point element type with GEMM kernels: `f32` or `f64`.
+///
+/// The trait is sealed: the kernels, packing and blocking are tuned per type,
+/// so only the types the crate ships kernels for implement it.
+pub trait Element:
+    sealed::Sealed
+    + bytemuck::Pod
+    + Copy
+    + Default
+    + Debug
+    + PartialEq
+    + PartialOrd
+    + Send
+    + Sync
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Neg<Output = Self>
+{
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+    /// Machine epsilon (distance from 1.0 to the next larger value).
+    const EPSILON: Self;
+
+    /// Widens to `f64` (exact for both types).
+    fn to_f64(self) -> f64;
+    /// Rounds an `f64` to this type.
+    fn from_f64(x: f64) -> Self;
+
+    /// The microkernel for `isa`, or `None` when this CPU lacks `isa`.
+    ///
+    /// A returned kernel is the witness that its instruction set is present:
+    /// kernels are only constructed after a successful run-time check.
+    #[doc(hidden)]
+    fn kernel(isa: Isa) -> Option<&'static Kernel<Self>>;
+}
+
+macro_rules! impl_element {
+    ($t:ty, $kernel_fn:ident) => {
+        impl Element for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const EPSILON: Self = <$t>::EPSILON;
+
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            #[inline]
+            fn kernel(isa: Isa) -> Option<&'static Kernel<Self>> {
+                super::kernel::$kernel_fn(isa)
+            }
+        }
+    };
+}
+
+impl_element!(f32, kernel_f32);
+impl_element!(f64, kernel_f64);

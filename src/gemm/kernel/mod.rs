@@ -1,0 +1,166 @@
+//! Microkernels: one contract, one implementation per instruction set.
+//!
+//! # The contract
+//!
+//! A microkernel computes one `MR × NR` tile of C from packed operands:
+//!
+//! ```text
+//! C[0..MR, 0..NR] := β·C + α·A·B
+//! ```
+//!
+//! * `a` points at a packed A sliver: `k` columns of `MR` values each
+//!   (`a[p·MR + i] = A[i, p]`), see [`pack_a_block`](super::pack::pack_a_block).
+//! * `b` points at a packed B sliver: `k` rows of `NR` values each
+//!   (`b[p·NR + j] = B[p, j]`), see [`pack_b_panel`](super::pack::pack_b_panel).
+//! * C has unit column stride and row stride `rsc` (any sign).
+//! * `β = 0` never reads C, so NaN or garbage in C is overwritten.
+//!
+//! Tiles that are partial (at the right or bottom edge) or whose C has a
+//! non-unit column stride go through [`Kernel::run_tile`], which runs the
+//! kernel on a temporary `MR × NR` tile and copies the valid part in and out,
+//! so kernels never handle edges and never touch memory outside C.
+
+pub(crate) mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+
+use super::dispatch::Isa;
+use super::element::Element;
+
+/// The largest `MR · NR` of any kernel: the size of the temporary edge tile.
+pub(crate) const MAX_TILE: usize = 128;
+
+/// Signature shared by every microkernel; see the module docs for the contract.
+pub(crate) type TileFn<T> =
+    unsafe fn(k: usize, alpha: T, a: *const T, b: *const T, beta: T, c: *mut T, rsc: isize);
+
+/// A microkernel together with the blocking it was tuned for.
+///
+/// Holding a `&Kernel` proves its ISA was detected on this CPU: values are
+/// only handed out by [`Element::kernel`], after the run-time check.
+#[derive(Debug)]
+pub struct Kernel<T> {
+    isa: Isa,
+    /// Rows of the register tile (rows of C per kernel call).
+    pub(crate) mr: usize,
+    /// Columns of the register tile (columns of C per kernel call).
+    pub(crate) nr: usize,
+    /// Rows of A packed per block; the `MC × KC` block stays in L2.
+    pub(crate) mc: usize,
+    /// Depth of a packed panel; an `MR × KC` A sliver plus a `KC × NR` B sliver stay in L1.
+    pub(crate) kc: usize,
+    /// Columns of B packed per panel; the `KC × NC` panel stays in L3.
+    pub(crate) nc: usize,
+    tile: TileFn<T>,
+}
+
+impl<T: Element> Kernel<T> {
+    /// # Safety
+    /// `tile` must be sound to call (given valid pointers) on any CPU where
+    /// `isa.is_available()`, and the value must only be handed out after
+    /// that check.
+    pub(crate) const unsafe fn new(
+        isa: Isa,
+        [mr, nr]: [usize; 2],
+        [mc, kc, nc]: [usize; 3],
+        tile: TileFn<T>,
+    ) -> Self {
+        assert!(mr * nr <= MAX_TILE && mc % mr == 0 && nc % nr == 0);
+        Kernel {
+            isa,
+            mr,
+            nr,
+            mc,
+            kc,
+            nc,
+            tile,
+        }
+    }
+
+    /// The instruction set this kernel runs on.
+    pub(crate) fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `C[0..rows, 0..cols] := β·C + α·A·B` for `rows ≤ MR`, `cols ≤ NR`, any C strides.
+    ///
+    /// # Safety
+    /// `a` and `b` must point at packed slivers of depth `k`; `c` must be
+    /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
+    /// for `i < rows`, `j < cols`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn run_tile(
+        &self,
+        k: usize,
+        alpha: T,
+        a: *const T,
+        b: *const T,
+        beta: T,
+        c: *mut T,
+        [rsc, csc]: [isize; 2],
+        [rows, cols]: [usize; 2],
+    ) {
+        debug_assert!(rows <= self.mr && cols <= self.nr);
+        if rows == self.mr && cols == self.nr && csc == 1 {
+            // SAFETY: a full tile with unit column stride is exactly the
+            // kernel's contract; the caller vouches for the pointers, and
+            // holding `self` proves the ISA is present.
+            unsafe { (self.tile)(k, alpha, a, b, beta, c, rsc) };
+            return;
+        }
+        // Edge or strided tile: compute on a temporary tile, copy the valid part.
+        let nr = self.nr;
+        let mut tmp = [T::ZERO; MAX_TILE];
+        let at = |i: usize, j: usize| i as isize * rsc + j as isize * csc;
+        if beta != T::ZERO {
+            for i in 0..rows {
+                for j in 0..cols {
+                    // SAFETY: (i, j) is inside the valid region the caller vouched for.
+                    tmp[i * nr + j] = unsafe { *c.offset(at(i, j)) };
+                }
+            }
+        }
+        // SAFETY: `tmp` is a full MR × NR tile with row stride NR and unit column stride.
+        unsafe { (self.tile)(k, alpha, a, b, beta, tmp.as_mut_ptr(), nr as isize) };
+        for i in 0..rows {
+            for j in 0..cols {
+                // SAFETY: as above, only the valid region is written.
+                unsafe { *c.offset(at(i, j)) = tmp[i * nr + j] };
+            }
+        }
+    }
+}
+
+/// The f32 kernel for `isa`, if this CPU has it.
+pub(crate) fn kernel_f32(isa: Isa) -> Option<&'static Kernel<f32>> {
+    match isa {
+        Isa::Scalar => Some(&scalar::F32),
+        Isa::Avx2Fma => avx2_kernel(isa, |k| k.0),
+    }
+}
+
+/// The f64 kernel for `isa`, if this CPU has it.
+pub(crate) fn kernel_f64(isa: Isa) -> Option<&'static Kernel<f64>> {
+    match isa {
+        Isa::Scalar => Some(&scalar::F64),
+        Isa::Avx2Fma => avx2_kernel(isa, |k| k.1),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernel<K>(
+    isa: Isa,
+    pick: impl FnOnce((&'static Kernel<f32>, &'static Kernel<f64>)) -> &'static K,
+) -> Option<&'static K> {
+    isa.is_available().then(|| pick((&avx2::F32, &avx2::F64)))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_kernel<K>(
+    _isa: Isa,
+    _pick: impl FnOnce((&'static Kernel<f32>, &'static Kernel<f64>)) -> &'static K,
+) -> Option<&'static K> {
+    None
+}

@@ -1,0 +1,69 @@
+//! Portable microkernel: plain Rust, no intrinsics, runs on every target.
+//!
+//! Multiplies and adds are separate operations (no fused multiply-add), so
+//! the code stays fast on CPUs without FMA, where `mul_add` is a libm call.
+
+use super::Kernel;
+use crate::gemm::dispatch::Isa;
+use crate::gemm::element::Element;
+
+/// Register tile rows for the portable kernel.
+const MR: usize = 4;
+/// Register tile columns for the portable kernel (one 128-bit vector of f32
+/// when the compiler vectorizes the inner loop).
+const NR: usize = 4;
+/// Rows of A per packed block: `MC × KC` elements stay in a 256 KiB L2.
+const MC: usize = 64;
+/// Packed panel depth: an `MR × KC` plus a `KC × NR` sliver stay in L1.
+const KC: usize = 256;
+/// Columns of B per packed panel.
+const NC: usize = 4096;
+
+// SAFETY: the portable kernel runs on every CPU.
+pub(crate) static F32: Kernel<f32> =
+    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], tile::<f32>) };
+// SAFETY: as above.
+pub(crate) static F64: Kernel<f64> =
+    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], tile::<f64>) };
+
+/// `C[0..MR, 0..NR] := β·C + α·A·B` on packed slivers; see the module contract.
+///
+/// # Safety
+/// The kernel contract in [`super`]: `a` holds `k·MR` and `b` holds `k·NR`
+/// readable values, and `c + i·rsc + j` is valid for `i < MR`, `j < NR`.
+unsafe fn tile<T: Element>(
+    k: usize,
+    alpha: T,
+    a: *const T,
+    b: *const T,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+) {
+    // SAFETY: the contract guarantees k·MR and k·NR readable packed values.
+    let (a, b) = unsafe {
+        (
+            core::slice::from_raw_parts(a, k * MR),
+            core::slice::from_raw_parts(b, k * NR),
+        )
+    };
+    let mut ab = [[T::ZERO; NR]; MR];
+    for (a, b) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for i in 0..MR {
+            for j in 0..NR {
+                ab[i][j] = ab[i][j] + a[i] * b[j];
+            }
+        }
+    }
+    for (i, ab) in ab.iter().enumerate() {
+        // SAFETY: row i of the tile is NR contiguous valid elements at c + i·rsc.
+        let row = unsafe { core::slice::from_raw_parts_mut(c.offset(i as isize * rsc), NR) };
+        for (c, &ab) in row.iter_mut().zip(ab) {
+            *c = if beta == T::ZERO {
+                alpha * ab
+            } else {
+                alpha * ab + beta * *c
+            };
+        }
+    }
+}

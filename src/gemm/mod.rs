@@ -1,0 +1,189 @@
+//! General matrix multiplication: `C ← α·A·B + β·C`.
+//!
+//! * [`gemm`] is the safe API over [`MatRef`] / [`MatMut`] views.
+//! * [`sgemm`](crate::sgemm) / [`dgemm`](crate::dgemm) are raw entry points with
+//!   `matrixmultiply`'s signature.
+//! * [`reference`] holds the naive triple loop that tests and benchmarks
+//!   check against.
+//!
+//! The implementation follows BLIS: A and B are packed into cache-sized
+//! panels (`pack`), and five loops (`driver`) walk them around a
+//! register-tiled microkernel (`kernel`), chosen at run time for the CPU
+//! ([`Isa`]).
+
+mod dispatch;
+mod driver;
+mod element;
+pub(crate) mod kernel;
+mod pack;
+pub(crate) mod raw;
+pub mod reference;
+mod view;
+
+pub use crate::par::Par;
+pub use dispatch::{ISA_ENV_VAR, Isa, IsaUnavailable};
+pub use element::Element;
+pub use view::{MatMut, MatRef};
+
+use driver::Operand;
+
+/// What happens to the previous contents of C.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Accum<T> {
+    /// `C ← α·A·B`. C is never read, so it may hold NaN or garbage.
+    Replace,
+    /// `C ← C + α·A·B`.
+    Add,
+    /// `C ← β·C + α·A·B` (BLAS's β; `Scaled(0)` behaves as `Replace`).
+    Scaled(T),
+}
+
+impl<T: Element> Accum<T> {
+    /// The BLAS β this corresponds to.
+    pub fn beta(self) -> T {
+        match self {
+            Accum::Replace => T::ZERO,
+            Accum::Add => T::ONE,
+            Accum::Scaled(beta) => beta,
+        }
+    }
+}
+
+/// `C ← α·A·B + β·C` on matrix views, with β given by `accum`.
+///
+/// A is `m × k`, B is `k × n`, C is `m × n`; each may have any strides
+/// (transposed views from `.t()` included). Uses the kernel of
+/// [`Isa::selected`] and the threads `par` allows; the result is bitwise
+/// identical for every `par`.
+///
+/// # Panics
+/// * If `A.ncols() != B.nrows()` (names both shapes).
+/// * If `C` is not `A.nrows() × B.ncols()` (names both shapes).
+/// * On `Par::Threads(0)`.
+///
+/// # Examples
+/// ```
+/// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+/// // A layer's pre-activation z = x·wᵀ with x (batch = 2, in = 3), w (out = 2, in = 3).
+/// let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let w = [1.0f32, 0.0, 0.0, 0.0, 1.0, 1.0];
+/// let mut z = [f32::NAN; 4];
+/// gemm(
+///     MatMut::from_row_major(&mut z, 2, 2),
+///     Accum::Replace,
+///     MatRef::from_row_major(&x, 2, 3),
+///     MatRef::from_row_major(&w, 2, 3).t(),
+///     1.0,
+///     Par::Seq,
+/// );
+/// assert_eq!(z, [1.0, 5.0, 4.0, 11.0]);
+/// ```
+#[track_caller]
+pub fn gemm<T: Element>(
+    c: MatMut<'_, T>,
+    accum: Accum<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    par: Par,
+) {
+    gemm_with_isa(Isa::selected(), c, accum, a, b, alpha, par)
+        .expect("the selected ISA is always available");
+}
+
+/// [`gemm`] on the kernel of a given instruction set, for tests and
+/// benchmarks that compare paths. Never falls back to another ISA.
+///
+/// # Errors
+/// [`IsaUnavailable`] if this CPU lacks `isa`; nothing is computed then.
+///
+/// # Panics
+/// As [`gemm`].
+///
+/// ```
+/// use densekit::gemm::{gemm_with_isa, Accum, Isa, MatMut, MatRef, Par};
+/// let a = [2.0f64];
+/// let mut c = [1.0f64];
+/// gemm_with_isa(Isa::Scalar, MatMut::from_row_major(&mut c, 1, 1), Accum::Add,
+///     MatRef::from_row_major(&a, 1, 1), MatRef::from_row_major(&a, 1, 1), 1.0, Par::Seq)
+///     .unwrap();
+/// assert_eq!(c, [5.0]);
+/// ```
+#[track_caller]
+pub fn gemm_with_isa<T: Element>(
+    isa: Isa,
+    mut c: MatMut<'_, T>,
+    accum: Accum<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    par: Par,
+) -> Result<(), IsaUnavailable> {
+    let (m, k) = a.shape();
+    let (kb, n) = b.shape();
+    assert!(
+        k == kb,
+        "gemm: A is {m}×{k} and B is {kb}×{n}: A's columns must equal B's rows"
+    );
+    assert!(
+        c.shape() == (m, n),
+        "gemm: C is {}×{} but A·B is {m}×{n} (A is {m}×{k}, B is {kb}×{n})",
+        c.nrows(),
+        c.ncols()
+    );
+    let kernel = T::kernel(isa).ok_or(IsaUnavailable(isa))?;
+    debug_assert_eq!(
+        kernel.isa(),
+        isa,
+        "a kernel must never stand in for another ISA"
+    );
+    let a_op = Operand {
+        ptr: a.as_ptr(),
+        rs: a.row_stride(),
+        cs: a.col_stride(),
+    };
+    let b_op = Operand {
+        ptr: b.as_ptr(),
+        rs: b.row_stride(),
+        cs: b.col_stride(),
+    };
+    let (rsc, csc) = (c.row_stride(), c.col_stride());
+    let c_op = Operand {
+        ptr: c.as_mut_ptr(),
+        rs: rsc,
+        cs: csc,
+    };
+    let beta = accum.beta();
+    let (a_op, b_op, c_op) = (SendOperand(a_op), SendOperand(b_op), SendOperand(c_op));
+    par.run(move |threads| {
+        // SAFETY: the views were bounds-checked at construction, so every
+        // in-range element is inside its slice; C's layout was checked not to
+        // alias itself, and the borrow checker keeps it apart from A and B.
+        unsafe {
+            driver::gemm(
+                kernel,
+                threads,
+                [m, k, n],
+                alpha,
+                a_op.get(),
+                b_op.get(),
+                beta,
+                c_op.get(),
+            )
+        }
+    });
+    Ok(())
+}
+
+/// Carries an operand into the pool that runs the call.
+struct SendOperand<P>(Operand<P>);
+// SAFETY: the operand is a view borrowed for the whole (blocking) call, and
+// `driver::gemm` only touches it under the rules stated there.
+unsafe impl<P> Send for SendOperand<P> {}
+
+impl<P> SendOperand<P> {
+    // A method, so the closure captures the Send wrapper and not its field.
+    fn get(self) -> Operand<P> {
+        self.0
+    }
+}

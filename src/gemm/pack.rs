@@ -1,0 +1,208 @@
+//! Packing: copying blocks of A and B into the sliver layout the microkernels read.
+//!
+//! A block of A (`mc × kc`) becomes `⌈mc/MR⌉` slivers of `kc × MR` values,
+//! a panel of B (`kc × nc`) becomes `⌈nc/NR⌉` slivers of `kc × NR` values, each
+//! stored k-major so the kernel streams them with unit stride. Rows or
+//! columns past the matrix edge are zero-filled; they only ever feed tile
+//! entries that the edge path discards.
+//!
+//! Both are the same operation: packing a B sliver is packing an A sliver of
+//! `Bᵀ`, so one routine, [`pack_sliver`], serves both.
+//!
+//! Pack buffers are cache-line aligned and reused per thread (see
+//! [`PackBuf`]), so a GEMM call does not allocate once the buffers have grown.
+
+use std::cell::Cell;
+use std::thread::LocalKey;
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+
+use super::element::Element;
+
+/// Packs one sliver: `out[p·w + i] = src[i·s_w + p·s_k]` for `i < valid`,
+/// zero for `valid ≤ i < w`, over `p < kc` (`out.len() == kc·w`).
+///
+/// # Safety
+/// `src + i·s_w + p·s_k` must be readable for `i < valid`, `p < kc`.
+unsafe fn pack_sliver<T: Element>(
+    w: usize,
+    valid: usize,
+    src: *const T,
+    [s_w, s_k]: [isize; 2],
+    out: &mut [T],
+) {
+    debug_assert!(valid <= w && out.len() % w == 0);
+    let at = |i: usize, p: usize| i as isize * s_w + p as isize * s_k;
+    if s_w == 1 {
+        // Contiguous along the sliver width (row-major B, column-major A): row copies.
+        for (p, dst) in out.chunks_exact_mut(w).enumerate() {
+            // SAFETY: `valid` contiguous readable values start at (0, p).
+            let row = unsafe { core::slice::from_raw_parts(src.offset(at(0, p)), valid) };
+            dst[..valid].copy_from_slice(row);
+            dst[valid..].fill(T::ZERO);
+        }
+    } else {
+        // Walk each source line along k, so reads stream and writes stay in the L1-sized sliver.
+        for i in 0..valid {
+            for (p, dst) in out.chunks_exact_mut(w).enumerate() {
+                // SAFETY: (i, p) is inside the readable region (i < valid, p < kc).
+                dst[i] = unsafe { *src.offset(at(i, p)) };
+            }
+        }
+        if valid < w {
+            for dst in out.chunks_exact_mut(w) {
+                dst[valid..].fill(T::ZERO);
+            }
+        }
+    }
+}
+
+/// Packs the `mc × kc` block of A at `a` into `⌈mc/mr⌉` slivers of `kc × mr`.
+///
+/// # Safety
+/// `a + i·rsa + p·csa` must be readable for `i < mc`, `p < kc`, and
+/// `out.len()` must be `⌈mc/mr⌉·mr·kc`.
+pub(crate) unsafe fn pack_a_block<T: Element>(
+    mr: usize,
+    mc: usize,
+    a: *const T,
+    [rsa, csa]: [isize; 2],
+    out: &mut [T],
+) {
+    let kc = out.len() / mc.div_ceil(mr) / mr;
+    for (s, sliver) in out.chunks_exact_mut(mr * kc).enumerate() {
+        let i0 = s * mr;
+        // SAFETY: rows i0..i0+valid of the block are readable (caller contract).
+        unsafe {
+            pack_sliver(
+                mr,
+                mr.min(mc - i0),
+                a.offset(i0 as isize * rsa),
+                [rsa, csa],
+                sliver,
+            )
+        };
+    }
+}
+
+/// Packs the `kc × nc` panel of B at `b` into `⌈nc/nr⌉` slivers of `kc × nr`,
+/// on the current rayon pool when `parallel` is set.
+///
+/// # Safety
+/// `b + p·rsb + j·csb` must be readable for `p < kc`, `j < nc` (from any
+/// thread), and `out.len()` must be `⌈nc/nr⌉·nr·kc`.
+pub(crate) unsafe fn pack_b_panel<T: Element>(
+    nr: usize,
+    nc: usize,
+    b: *const T,
+    [rsb, csb]: [isize; 2],
+    out: &mut [T],
+    parallel: bool,
+) {
+    let kc = out.len() / nc.div_ceil(nr) / nr;
+    let b = SharedPtr(b);
+    let pack = |(s, sliver): (usize, &mut [T])| {
+        let j0 = s * nr;
+        // SAFETY: columns j0..j0+valid of the panel are readable (caller
+        // contract); a B sliver is an A sliver of Bᵀ, hence the swapped strides.
+        unsafe {
+            pack_sliver(
+                nr,
+                nr.min(nc - j0),
+                b.get().offset(j0 as isize * csb),
+                [csb, rsb],
+                sliver,
+            )
+        };
+    };
+    if parallel {
+        out.par_chunks_mut(nr * kc).enumerate().for_each(pack);
+    } else {
+        out.chunks_mut(nr * kc).enumerate().for_each(pack);
+    }
+}
+
+/// A read-only pointer shared across the threads that pack or compute.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedPtr<T>(pub(crate) *const T);
+
+impl<T> SharedPtr<T> {
+    // A method (not field access) so closures capture the whole Send + Sync wrapper.
+    #[inline(always)]
+    pub(crate) fn get(self) -> *const T {
+        self.0
+    }
+}
+
+// SAFETY: the pointee is only read, and the callers of the raw entry points
+// promise it stays valid and unmodified for the whole call.
+unsafe impl<T: Sync> Send for SharedPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for SharedPtr<T> {}
+
+/// One cache line; pack buffers are vectors of these, so they are 64-byte aligned.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C, align(64))]
+struct CacheLine([u8; 64]);
+
+type Pool = LocalKey<Cell<Vec<CacheLine>>>;
+
+thread_local! {
+    static A_POOL: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+    static B_POOL: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+}
+
+/// A cache-line-aligned pack buffer borrowed from the current thread's pool
+/// and returned to it on drop.
+///
+/// The buffer is taken out of the pool rather than borrowed, so a GEMM that
+/// starts on this thread while another is in flight (rayon work stealing, or
+/// a GEMM called from inside a parallel loop) simply allocates its own.
+pub(crate) struct PackBuf {
+    pool: &'static Pool,
+    lines: Vec<CacheLine>,
+}
+
+impl PackBuf {
+    /// The pool for blocks of A (one per worker thread).
+    pub(crate) fn for_a() -> Self {
+        Self::take(&A_POOL)
+    }
+
+    /// The pool for panels of B (one per calling thread).
+    pub(crate) fn for_b() -> Self {
+        Self::take(&B_POOL)
+    }
+
+    fn take(pool: &'static Pool) -> Self {
+        PackBuf {
+            pool,
+            lines: pool.with(Cell::take),
+        }
+    }
+
+    /// The first `len` elements of the buffer, growing it if needed.
+    pub(crate) fn slice<T: Pod>(&mut self, len: usize) -> &mut [T] {
+        let lines = (len * size_of::<T>()).div_ceil(size_of::<CacheLine>());
+        if self.lines.len() < lines {
+            self.lines.resize(lines, CacheLine::zeroed());
+        }
+        &mut bytemuck::cast_slice_mut(&mut self.lines[..lines])[..len]
+    }
+}
+
+impl Drop for PackBuf {
+    fn drop(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        // Keep the larger of the returned buffer and whatever a nested call left behind.
+        let _ = self.pool.try_with(|pool| {
+            let other = pool.take();
+            pool.set(if other.len() > lines.len() {
+                other
+            } else {
+                lines
+            });
+        });
+    }
+}

@@ -1,0 +1,25 @@
+//! # densekit
+//!
+//! SIMD-optimized numeric kernels for neural networks.
+//!
+//! * [`gemm`]: cache-blocked, run-time dispatched (AVX2+FMA or portable),
+//!   rayon-threaded matrix multiplication for `f32` and `f64`, bitwise
+//!   deterministic for any thread count. [`sgemm`] and [`dgemm`] take
+//!   `matrixmultiply`'s exact arguments.
+//!
+//! ```
+//! use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+//! let a = [1.0f32, 2.0, 3.0, 4.0]; // 2×2 row-major
+//! let mut c = [0.0f32; 4];
+//! gemm(MatMut::from_row_major(&mut c, 2, 2), Accum::Replace,
+//!      MatRef::from_row_major(&a, 2, 2), MatRef::from_row_major(&a, 2, 2).t(), 1.0, Par::Auto);
+//! assert_eq!(c, [5.0, 11.0, 11.0, 25.0]); // A·Aᵀ
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod gemm;
+mod par;
+
+pub use gemm::raw::{dgemm, sgemm};
+pub use par::Par;

@@ -1,0 +1,60 @@
+//! Per-call thread control.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// How many threads a kernel call may use.
+///
+/// Whatever the choice, results are bitwise identical: work is split over
+/// output tiles only, never over a reduction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Par {
+    /// Run on the calling thread only; no rayon calls are made.
+    Seq,
+    /// Run on a rayon pool of exactly this many threads (created on first
+    /// use and cached for the life of the process). `Threads(1)` is `Seq`.
+    Threads(usize),
+    /// Run on the rayon pool the call is made from (the global pool, or the
+    /// one whose `install` encloses the call), using all its threads when the
+    /// problem is large enough to profit.
+    #[default]
+    Auto,
+}
+
+impl Par {
+    /// Runs `f` with the thread budget this choice gives, inside the right pool.
+    ///
+    /// # Panics
+    /// On `Par::Threads(0)`.
+    #[track_caller]
+    pub(crate) fn run<R: Send>(self, f: impl FnOnce(usize) -> R + Send) -> R {
+        match self {
+            Par::Seq | Par::Threads(1) => f(1),
+            Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
+            Par::Threads(n) => pool(n).install(|| f(n)),
+            Par::Auto => f(rayon::current_num_threads()),
+        }
+    }
+}
+
+/// The cached pool with `n` threads.
+fn pool(n: usize) -> Arc<ThreadPool> {
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<ThreadPool>)>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(threads, _)| *threads == n) {
+        return Arc::clone(pool);
+    }
+    let pool = Arc::new(
+        ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(move |i| format!("densekit-{n}t-{i}"))
+            .build()
+            .unwrap_or_else(|e| panic!("could not start a pool of {n} threads: {e}")),
+    );
+    pools.push((n, Arc::clone(&pool)));
+    pool
+}
