@@ -22,16 +22,23 @@ pub enum Par {
     Auto,
 }
 
+/// Below this many multiply-adds a call runs on the calling thread whatever
+/// `Par` says: waking a pool costs more than it saves (2^20 is ≈ 10 µs on one core).
+pub(crate) const PAR_MIN_WORK: usize = 1 << 20;
+
 impl Par {
-    /// Runs `f` with the thread budget this choice gives, inside the right pool.
+    /// Runs `f` with the thread budget this choice gives, inside the right
+    /// pool; calls of fewer than [`PAR_MIN_WORK`] multiply-adds (`work`) stay
+    /// on the calling thread with a budget of 1.
     ///
     /// # Panics
     /// On `Par::Threads(0)`.
     #[track_caller]
-    pub(crate) fn run<R: Send>(self, f: impl FnOnce(usize) -> R + Send) -> R {
+    pub(crate) fn run<R: Send>(self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
         match self {
-            Par::Seq | Par::Threads(1) => f(1),
             Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
+            _ if work < PAR_MIN_WORK => f(1),
+            Par::Seq | Par::Threads(1) => f(1),
             Par::Threads(n) => pool(n).install(|| f(n)),
             Par::Auto => f(rayon::current_num_threads()),
         }

@@ -21,16 +21,68 @@
 use rayon::prelude::*;
 
 use super::element::Element;
-use super::kernel::Kernel;
+use super::kernel::{Kernel, MAX_TILE};
 use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_b_panel};
 
-/// Below this many multiply-adds (`m·n·k`) a GEMM runs on the calling thread:
-/// waking the pool costs more than it saves (~2^20 is ≈ 20 µs on one core).
-const PAR_MIN_WORK: usize = 1 << 20;
+use crate::par::PAR_MIN_WORK;
+
+/// B panels smaller than this many elements are packed by the calling thread:
+/// a fork-join costs more than copying them (≈ 64 K elements is a few µs).
+const PAR_PACK_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Extra cost charged to an orientation whose C tiles cannot be stored with
-/// vector stores (non-unit column stride), relative to padded tile area.
+/// vector stores (non-unit column stride), relative to its multiply work.
 const STRIDED_STORE_PENALTY: f64 = 1.15;
+
+/// Packing cost model, in cycles per element: copying contiguous runs, and
+/// transposing (gathering each sliver row from `w` strided lines).
+const PACK_COPY_CYCLES: f64 = 0.25;
+/// See [`PACK_COPY_CYCLES`].
+const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
+
+/// A panel with at most this many B slivers reads A in place (when A is
+/// contiguous along k) instead of packing it: a packed A block would be
+/// reused too few times to repay the copy.
+const A_IN_PLACE_MAX_SLIVERS: usize = 4;
+
+/// Whether the A blocks of a panel with `slivers` B slivers are read in place.
+fn reads_a_in_place<P>(a: &Operand<P>, slivers: usize) -> bool {
+    a.cs == 1 && slivers <= A_IN_PLACE_MAX_SLIVERS
+}
+
+/// A rough cycle count for computing `C = A·B` in this orientation: the
+/// multiply work on padded tiles (one tile column of FMAs per cycle), plus
+/// packing. Only used to compare the two orientations of one product.
+fn cost<T: Element, P, Q>(
+    kernel: &Kernel<T>,
+    [m, k, n]: [usize; 3],
+    a: Operand<P>,
+    b: Operand<P>,
+    c: Operand<Q>,
+) -> f64 {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let store = if c.cs == 1 {
+        1.0
+    } else {
+        STRIDED_STORE_PENALTY
+    };
+    let multiply = (m.div_ceil(mr) * mr * n.div_ceil(nr) * k) as f64 * store;
+    let pack = |elements: usize, contiguous: bool| {
+        let per = if contiguous {
+            PACK_COPY_CYCLES
+        } else {
+            PACK_TRANSPOSE_CYCLES
+        };
+        elements as f64 * per
+    };
+    let panel_slivers = n.min(kernel.nc).div_ceil(nr);
+    let pack_a = if reads_a_in_place(&a, panel_slivers) {
+        0.0
+    } else {
+        pack(m * k, a.rs == 1)
+    };
+    multiply + pack_a + pack(k * n, b.cs == 1)
+}
 
 /// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug)]
@@ -97,21 +149,15 @@ pub(crate) unsafe fn gemm<T: Element>(
         unsafe { scale(m, n, beta, c) };
         return;
     }
-    // Skinny shapes waste less of each tile computed transposed: Cᵀ = Bᵀ·Aᵀ.
-    let cost = |rows: usize, cols: usize, unit_store: bool| {
-        let area = rows.div_ceil(kernel.mr) * kernel.mr * cols.div_ceil(kernel.nr) * kernel.nr;
-        area as f64
-            * if unit_store {
-                1.0
-            } else {
-                STRIDED_STORE_PENALTY
-            }
-    };
-    let (m, n, a, b, c) = if cost(n, m, c.rs == 1) < cost(m, n, c.cs == 1) {
-        (n, m, b.t(), a.t(), c.t())
-    } else {
-        (m, n, a, b, c)
-    };
+    // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ: less tile
+    // padding, or less packing. Decided from shape and strides alone.
+    let swapped = [n, k, m];
+    let (m, n, a, b, c) =
+        if cost(kernel, swapped, b.t(), a.t(), c.t()) < cost(kernel, [m, k, n], a, b, c) {
+            (n, m, b.t(), a.t(), c.t())
+        } else {
+            (m, n, a, b, c)
+        };
     let threads = if m.saturating_mul(n).saturating_mul(k) < PAR_MIN_WORK {
         1
     } else {
@@ -137,60 +183,101 @@ unsafe fn blocked<T: Element>(
     c: Operand<*mut T>,
 ) {
     let Kernel { mr, nr, .. } = *kernel;
+    // Split each dimension into equal blocks no larger than the kernel's, so a
+    // 784-deep product runs as 4 × 196 rather than 3 × 256 + 16 (a whole pass
+    // over C for 2% of the work). Depends on the shape alone: deterministic.
+    let kc_blk = balanced(k, kernel.kc, 1);
+    let mc_blk = balanced(m, kernel.mc, mr);
+    let nc_blk = balanced(n, kernel.nc, nr);
     // Plain copies of the pointers and strides, so the parallel task captures only Sync values.
     let (c_ptr, c_strides) = (SharedMutPtr(c.ptr), c.strides());
     let (a_ptr, a_strides) = (SharedPtr(a.ptr), a.strides());
     let mut b_buf = PackBuf::for_b();
 
     // jc: a column panel of B and the matching columns of C.
-    for jc in (0..n).step_by(kernel.nc) {
-        let nc = kernel.nc.min(n - jc);
+    for jc in (0..n).step_by(nc_blk) {
+        let nc = nc_blk.min(n - jc);
         let slivers = nc.div_ceil(nr);
 
         // pc: a KC-deep slice of k: columns of A, rows of the B panel.
-        for pc in (0..k).step_by(kernel.kc) {
-            let kc = kernel.kc.min(k - pc);
+        for pc in (0..k).step_by(kc_blk) {
+            let kc = kc_blk.min(k - pc);
             // Later k panels accumulate onto what the first one wrote.
             let beta = if pc == 0 { beta } else { T::ONE };
-
-            let b_packed = b_buf.slice::<T>(slivers * nr * kc);
-            // SAFETY: B[pc..pc+kc, jc..jc+nc] is in range (caller contract).
-            unsafe {
-                let origin = b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs);
-                pack_b_panel(nr, nc, origin, b.strides(), b_packed, threads > 1);
-            }
-            let b_packed = &*b_packed;
 
             // ic × jr groups: the units of parallel work. Each task packs its
             // own A block, so a block split over jr groups is packed once per
             // group, a cost of 1/(NC/groups) of its multiply work.
-            let blocks = m.div_ceil(kernel.mc);
+            let blocks = m.div_ceil(mc_blk);
             let groups = if threads > 1 {
                 (4 * threads).div_ceil(blocks).clamp(1, slivers)
             } else {
                 1
             };
-            let task = |t: usize| {
-                let (block, group) = (t / groups, t % groups);
-                let ic = block * kernel.mc;
-                let mc = kernel.mc.min(m - ic);
-                let mut a_buf = PackBuf::for_a();
-                let a_packed = a_buf.slice::<T>(mc.div_ceil(mr) * mr * kc);
-                // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
-                unsafe {
-                    let origin = a_ptr
-                        .get()
-                        .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1]);
-                    pack_a_block(mr, mc, origin, a_strides, a_packed);
-                }
-                let (s0, s1) = (group * slivers / groups, (group + 1) * slivers / groups);
+            let per_group = slivers.div_ceil(groups);
+            let groups = slivers.div_ceil(per_group);
 
+            let b_packed = b_buf.slice::<T>(slivers * nr * kc);
+            let b_origin = SharedPtr(
+                // SAFETY: B[pc, jc] is in range (caller contract).
+                unsafe { b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs) },
+            );
+            let b_strides = b.strides();
+            // Packs B slivers s0.. into `out` (the whole panel when s0 = 0).
+            let pack_b = |s0: usize, out: &mut [T], parallel: bool| {
+                let j0 = s0 * nr;
+                let cols = (out.len() / (nr * kc) * nr).min(nc - j0);
+                // SAFETY: B[pc..pc+kc, jc+j0..jc+j0+cols] is in range (caller contract).
+                unsafe {
+                    let origin = b_origin.get().offset(j0 as isize * b_strides[1]);
+                    pack_b_panel(nr, cols, origin, b_strides, out, parallel);
+                }
+            };
+            let in_place = reads_a_in_place(&a, slivers);
+            // One task: the A block `block` times the B slivers of `group`,
+            // whose packed slivers are `b_group`.
+            let task = |block: usize, group: usize, b_group: &[T]| {
+                let ic = block * mc_blk;
+                let mc = mc_blk.min(m - ic);
+                let (full, tail) = (mc / mr, mc % mr);
+                let mut scratch = [T::ZERO; MAX_TILE];
+                let mut a_buf = PackBuf::for_a();
+                // SAFETY: A[ic.., pc..] is the origin of an in-range block (caller contract).
+                let a_block = unsafe {
+                    a_ptr
+                        .get()
+                        .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1])
+                };
+                // Read in place, only a partial last sliver is packed (the kernel
+                // always reads MR rows); otherwise the whole block is.
+                let (pack_from, pack_rows) = if in_place {
+                    // SAFETY: row full·MR of the block is in range when tail > 0.
+                    (
+                        unsafe { a_block.offset((full * mr) as isize * a_strides[0]) },
+                        tail,
+                    )
+                } else {
+                    (a_block, mc)
+                };
+                let a_packed = a_buf.slice::<T>(pack_rows.div_ceil(mr) * mr * kc);
+                // SAFETY: those rows of A[.., pc..pc+kc] are in range (caller contract).
+                unsafe { pack_a_block(mr, pack_rows, pack_from, a_strides, a_packed) };
+                let a_sliver = |r: usize| -> (*const T, [isize; 2]) {
+                    if in_place && r < full {
+                        // SAFETY: rows r·MR.. of the block are in range (r < full).
+                        let rows = unsafe { a_block.offset((r * mr) as isize * a_strides[0]) };
+                        (rows, [a_strides[0], 1])
+                    } else {
+                        let packed = if in_place { 0 } else { r };
+                        (a_packed[packed * mr * kc..].as_ptr(), [1, mr as isize])
+                    }
+                };
                 // jr: one NR-wide sliver of the packed B panel, NR columns of C.
-                for (s, b_sliver) in b_packed.chunks_exact(nr * kc).enumerate().take(s1).skip(s0) {
-                    let j = jc + s * nr;
+                for (s, b_sliver) in b_group.chunks_exact(nr * kc).enumerate() {
+                    let j = jc + (group * per_group + s) * nr;
                     let cols = nr.min(n - j);
-                    // ir: one MR-tall sliver of the packed A block, MR rows of C.
-                    for (r, a_sliver) in a_packed.chunks_exact(mr * kc).enumerate() {
+                    // ir: one MR-tall sliver of the A block, MR rows of C.
+                    for r in 0..mc.div_ceil(mr) {
                         let i = ic + r * mr;
                         let rows = mr.min(m - i);
                         // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
@@ -202,24 +289,58 @@ unsafe fn blocked<T: Element>(
                             kernel.run_tile(
                                 kc,
                                 alpha,
-                                a_sliver.as_ptr(),
+                                a_sliver(r),
                                 b_sliver.as_ptr(),
                                 beta,
                                 tile,
                                 c_strides,
                                 [rows, cols],
+                                &mut scratch,
                             );
                         }
                     }
                 }
             };
-            if threads > 1 {
-                (0..blocks * groups).into_par_iter().for_each(task);
+            let group_len = per_group * nr * kc;
+            if threads > 1 && blocks == 1 {
+                // One A block: each task packs just the B slivers it uses, so
+                // packing and multiplying share one fork-join.
+                b_packed
+                    .par_chunks_mut(group_len)
+                    .enumerate()
+                    .for_each(|(group, b_group)| {
+                        pack_b(group * per_group, b_group, false);
+                        task(0, group, b_group);
+                    });
             } else {
-                (0..blocks).for_each(task);
+                let parallel = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
+                pack_b(0, b_packed, parallel);
+                let b_packed = &*b_packed;
+                let run = |t: usize| {
+                    let (block, group) = (t / groups, t % groups);
+                    task(
+                        block,
+                        group,
+                        &b_packed[group * group_len..]
+                            [..group_len.min(b_packed.len() - group * group_len)],
+                    );
+                };
+                if threads > 1 {
+                    (0..blocks * groups).into_par_iter().for_each(run);
+                } else {
+                    (0..blocks).for_each(run);
+                }
             }
         }
     }
+}
+
+/// The block size for `len` that keeps every block at most `max` long with
+/// as few blocks as possible, all (but possibly the last) of equal size,
+/// rounded up to a multiple of `unit`.
+fn balanced(len: usize, max: usize, unit: usize) -> usize {
+    let blocks = len.div_ceil(max).max(1);
+    len.div_ceil(blocks).next_multiple_of(unit).min(max)
 }
 
 /// `C ← β·C`, writing zeros without reading C when `β = 0`.

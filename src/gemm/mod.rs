@@ -155,7 +155,8 @@ pub fn gemm_with_isa<T: Element>(
     };
     let beta = accum.beta();
     let (a_op, b_op, c_op) = (SendOperand(a_op), SendOperand(b_op), SendOperand(c_op));
-    par.run(move |threads| {
+    let work = m.saturating_mul(n).saturating_mul(k);
+    par.run(work, move |threads| {
         // SAFETY: the views were bounds-checked at construction, so every
         // in-range element is inside its slice; C's layout was checked not to
         // alias itself, and the borrow checker keeps it apart from A and B.

@@ -23,37 +23,92 @@ use super::element::Element;
 /// Packs one sliver: `out[p·w + i] = src[i·s_w + p·s_k]` for `i < valid`,
 /// zero for `valid ≤ i < w`, over `p < kc` (`out.len() == kc·w`).
 ///
+/// Full slivers of the kernels' widths take fixed-width paths the compiler
+/// unrolls (a row copy becomes a few vector moves instead of a `memcpy`
+/// call; a transposing pack reads `w` streams in lockstep).
+///
 /// # Safety
 /// `src + i·s_w + p·s_k` must be readable for `i < valid`, `p < kc`.
 unsafe fn pack_sliver<T: Element>(
     w: usize,
     valid: usize,
     src: *const T,
-    [s_w, s_k]: [isize; 2],
+    strides: [isize; 2],
     out: &mut [T],
 ) {
     debug_assert!(valid <= w && out.len() % w == 0);
-    let at = |i: usize, p: usize| i as isize * s_w + p as isize * s_k;
+    // SAFETY (each arm): forwarded caller contract.
+    unsafe {
+        match w {
+            _ if valid < w => pack_sliver_any(w, valid, src, strides, out),
+            4 => pack_full_sliver::<T, 4>(src, strides, out),
+            6 => pack_full_sliver::<T, 6>(src, strides, out),
+            8 => pack_full_sliver::<T, 8>(src, strides, out),
+            16 => pack_full_sliver::<T, 16>(src, strides, out),
+            _ => pack_sliver_any(w, valid, src, strides, out),
+        }
+    }
+}
+
+/// [`pack_sliver`] for a full sliver of compile-time width `W`.
+///
+/// # Safety
+/// As [`pack_sliver`] with `valid = W`.
+#[inline(always)]
+unsafe fn pack_full_sliver<T: Element, const W: usize>(
+    src: *const T,
+    [s_w, s_k]: [isize; 2],
+    out: &mut [T],
+) {
+    let (dst, _) = out.as_chunks_mut::<W>();
+    let kc = dst.len();
     if s_w == 1 {
-        // Contiguous along the sliver width (row-major B, column-major A): row copies.
-        for (p, dst) in out.chunks_exact_mut(w).enumerate() {
-            // SAFETY: `valid` contiguous readable values start at (0, p).
-            let row = unsafe { core::slice::from_raw_parts(src.offset(at(0, p)), valid) };
-            dst[..valid].copy_from_slice(row);
-            dst[valid..].fill(T::ZERO);
+        for (p, dst) in dst.iter_mut().enumerate() {
+            // SAFETY: W contiguous readable values start at (0, p); unaligned read.
+            *dst = unsafe {
+                src.offset(p as isize * s_k)
+                    .cast::<[T; W]>()
+                    .read_unaligned()
+            };
+        }
+    } else if s_k == 1 {
+        // SAFETY: each of the W source lines holds kc contiguous readable values.
+        let lines: [&[T]; W] = core::array::from_fn(|i| unsafe {
+            core::slice::from_raw_parts(src.offset(i as isize * s_w), kc)
+        });
+        for (p, dst) in dst.iter_mut().enumerate() {
+            for i in 0..W {
+                dst[i] = lines[i][p];
+            }
         }
     } else {
-        // Walk each source line along k, so reads stream and writes stay in the L1-sized sliver.
-        for i in 0..valid {
-            for (p, dst) in out.chunks_exact_mut(w).enumerate() {
-                // SAFETY: (i, p) is inside the readable region (i < valid, p < kc).
-                dst[i] = unsafe { *src.offset(at(i, p)) };
-            }
+        // SAFETY: forwarded caller contract.
+        unsafe { pack_sliver_any(W, W, src, [s_w, s_k], out) }
+    }
+}
+
+/// [`pack_sliver`] for any width and any strides (edge slivers, odd layouts).
+///
+/// # Safety
+/// As [`pack_sliver`].
+unsafe fn pack_sliver_any<T: Element>(
+    w: usize,
+    valid: usize,
+    src: *const T,
+    [s_w, s_k]: [isize; 2],
+    out: &mut [T],
+) {
+    let at = |i: usize, p: usize| i as isize * s_w + p as isize * s_k;
+    // Walk each source line along k, so reads stream and writes stay in the L1-sized sliver.
+    for i in 0..valid {
+        for (p, dst) in out.chunks_exact_mut(w).enumerate() {
+            // SAFETY: (i, p) is inside the readable region (i < valid, p < kc).
+            dst[i] = unsafe { *src.offset(at(i, p)) };
         }
-        if valid < w {
-            for dst in out.chunks_exact_mut(w) {
-                dst[valid..].fill(T::ZERO);
-            }
+    }
+    if valid < w {
+        for dst in out.chunks_exact_mut(w) {
+            dst[valid..].fill(T::ZERO);
         }
     }
 }
@@ -70,6 +125,9 @@ pub(crate) unsafe fn pack_a_block<T: Element>(
     [rsa, csa]: [isize; 2],
     out: &mut [T],
 ) {
+    if mc == 0 {
+        return;
+    }
     let kc = out.len() / mc.div_ceil(mr) / mr;
     for (s, sliver) in out.chunks_exact_mut(mr * kc).enumerate() {
         let i0 = s * mr;

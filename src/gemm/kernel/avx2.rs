@@ -143,6 +143,7 @@ unsafe fn tile_body<T: Avx2Vector>(
     k: usize,
     alpha: T,
     a: *const T,
+    [ars, acs]: [isize; 2],
     b: *const T,
     beta: T,
     c: *mut T,
@@ -151,20 +152,28 @@ unsafe fn tile_body<T: Avx2Vector>(
     let l = T::LANES;
     let nr = 2 * l;
     // SAFETY (whole body): the caller runs under avx2+fma and the pointers
-    // satisfy the kernel contract: `a` holds k·MR values, `b` k·NR values,
+    // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs, `b` holds k·NR values,
     // and C rows `c + i·rsc` hold NR writable values each.
     unsafe {
+        // C is touched only after the k loop: start pulling its rows in now.
+        for i in 0..MR {
+            let row = c.offset(i as isize * rsc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(nr * size_of::<T>() - 1));
+        }
         let mut ab = [[T::zero(); 2]; MR];
-        let (mut a, mut b) = (a, b);
+        let rows: [*const T; MR] = core::array::from_fn(|i| a.offset(i as isize * ars));
+        let mut b = b;
+        let mut at = 0isize;
         for _ in 0..k {
             let b0 = T::loadu(b);
             let b1 = T::loadu(b.add(l));
-            for (i, ab) in ab.iter_mut().enumerate() {
-                let ai = T::broadcast(a.add(i));
+            for (ab, row) in ab.iter_mut().zip(rows) {
+                let ai = T::broadcast(row.offset(at));
                 ab[0] = T::fmadd(ai, b0, ab[0]);
                 ab[1] = T::fmadd(ai, b1, ab[1]);
             }
-            a = a.add(MR);
+            at += acs;
             b = b.add(nr);
         }
         let alpha = T::splat(alpha);
@@ -192,13 +201,14 @@ unsafe fn tile_6x16_f32(
     k: usize,
     alpha: f32,
     a: *const f32,
+    a_strides: [isize; 2],
     b: *const f32,
     beta: f32,
     c: *mut f32,
     rsc: isize,
 ) {
     // SAFETY: forwarded contract; this function enables the features the body needs.
-    unsafe { tile_body(k, alpha, a, b, beta, c, rsc) }
+    unsafe { tile_body(k, alpha, a, a_strides, b, beta, c, rsc) }
 }
 
 /// f64 shim: 6 × 8 tile.
@@ -210,11 +220,12 @@ unsafe fn tile_6x8_f64(
     k: usize,
     alpha: f64,
     a: *const f64,
+    a_strides: [isize; 2],
     b: *const f64,
     beta: f64,
     c: *mut f64,
     rsc: isize,
 ) {
     // SAFETY: forwarded contract; this function enables the features the body needs.
-    unsafe { tile_body(k, alpha, a, b, beta, c, rsc) }
+    unsafe { tile_body(k, alpha, a, a_strides, b, beta, c, rsc) }
 }

@@ -8,8 +8,10 @@
 //! C[0..MR, 0..NR] := β·C + α·A·B
 //! ```
 //!
-//! * `a` points at a packed A sliver: `k` columns of `MR` values each
-//!   (`a[p·MR + i] = A[i, p]`), see [`pack_a_block`](super::pack::pack_a_block).
+//! * `A[i, p]` is at `a + i·ars + p·acs`: usually a packed sliver, `k`
+//!   columns of `MR` values each (`ars = 1`, `acs = MR`, see
+//!   [`pack_a_block`](super::pack::pack_a_block)); or, when packing would not
+//!   pay for itself, MR rows of A read in place (`acs = 1`).
 //! * `b` points at a packed B sliver: `k` rows of `NR` values each
 //!   (`b[p·NR + j] = B[p, j]`), see [`pack_b_panel`](super::pack::pack_b_panel).
 //! * C has unit column stride and row stride `rsc` (any sign).
@@ -32,8 +34,16 @@ use super::element::Element;
 pub(crate) const MAX_TILE: usize = 128;
 
 /// Signature shared by every microkernel; see the module docs for the contract.
-pub(crate) type TileFn<T> =
-    unsafe fn(k: usize, alpha: T, a: *const T, b: *const T, beta: T, c: *mut T, rsc: isize);
+pub(crate) type TileFn<T> = unsafe fn(
+    k: usize,
+    alpha: T,
+    a: *const T,
+    a_strides: [isize; 2],
+    b: *const T,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+);
 
 /// A microkernel together with the blocking it was tuned for.
 ///
@@ -85,8 +95,12 @@ impl<T: Element> Kernel<T> {
 
     /// `C[0..rows, 0..cols] := β·C + α·A·B` for `rows ≤ MR`, `cols ≤ NR`, any C strides.
     ///
+    /// `scratch` is the temporary tile for edges; its contents on entry do not
+    /// matter (stale entries only ever meet rows or columns that are discarded).
+    ///
     /// # Safety
-    /// `a` and `b` must point at packed slivers of depth `k`; `c` must be
+    /// `A[i, p]` must be readable at `a + i·ars + p·acs` for `i < MR`,
+    /// `p < k`; `b` must point at a packed sliver of depth `k`; `c` must be
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
     /// for `i < rows`, `j < cols`.
     #[inline]
@@ -95,24 +109,25 @@ impl<T: Element> Kernel<T> {
         &self,
         k: usize,
         alpha: T,
-        a: *const T,
+        (a, a_strides): (*const T, [isize; 2]),
         b: *const T,
         beta: T,
         c: *mut T,
         [rsc, csc]: [isize; 2],
         [rows, cols]: [usize; 2],
+        scratch: &mut [T; MAX_TILE],
     ) {
         debug_assert!(rows <= self.mr && cols <= self.nr);
         if rows == self.mr && cols == self.nr && csc == 1 {
             // SAFETY: a full tile with unit column stride is exactly the
             // kernel's contract; the caller vouches for the pointers, and
             // holding `self` proves the ISA is present.
-            unsafe { (self.tile)(k, alpha, a, b, beta, c, rsc) };
+            unsafe { (self.tile)(k, alpha, a, a_strides, b, beta, c, rsc) };
             return;
         }
         // Edge or strided tile: compute on a temporary tile, copy the valid part.
         let nr = self.nr;
-        let mut tmp = [T::ZERO; MAX_TILE];
+        let tmp = scratch;
         let at = |i: usize, j: usize| i as isize * rsc + j as isize * csc;
         if beta != T::ZERO {
             for i in 0..rows {
@@ -123,7 +138,18 @@ impl<T: Element> Kernel<T> {
             }
         }
         // SAFETY: `tmp` is a full MR × NR tile with row stride NR and unit column stride.
-        unsafe { (self.tile)(k, alpha, a, b, beta, tmp.as_mut_ptr(), nr as isize) };
+        unsafe {
+            (self.tile)(
+                k,
+                alpha,
+                a,
+                a_strides,
+                b,
+                beta,
+                tmp.as_mut_ptr(),
+                nr as isize,
+            )
+        };
         for i in 0..rows {
             for j in 0..cols {
                 // SAFETY: as above, only the valid region is written.

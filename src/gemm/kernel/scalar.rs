@@ -35,20 +35,19 @@ unsafe fn tile<T: Element>(
     k: usize,
     alpha: T,
     a: *const T,
+    [ars, acs]: [isize; 2],
     b: *const T,
     beta: T,
     c: *mut T,
     rsc: isize,
 ) {
-    // SAFETY: the contract guarantees k·MR and k·NR readable packed values.
-    let (a, b) = unsafe {
-        (
-            core::slice::from_raw_parts(a, k * MR),
-            core::slice::from_raw_parts(b, k * NR),
-        )
-    };
+    // SAFETY: the contract guarantees k·NR readable packed values of B.
+    let b = unsafe { core::slice::from_raw_parts(b, k * NR) };
     let mut ab = [[T::ZERO; NR]; MR];
-    for (a, b) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (p, b) in b.chunks_exact(NR).enumerate() {
+        // SAFETY: A[i, p] is readable at a + i·ars + p·acs for i < MR, p < k.
+        let a: [T; MR] =
+            core::array::from_fn(|i| unsafe { *a.offset(i as isize * ars + p as isize * acs) });
         for i in 0..MR {
             for j in 0..NR {
                 ab[i][j] = ab[i][j] + a[i] * b[j];

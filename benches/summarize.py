@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Turn criterion's saved estimates into Markdown tables of GFLOP/s and ratios.
+
+Usage: python3 benches/summarize.py [--peak1 GFLOPS] [--peak2 GFLOPS] [groups...]
+Reads target/criterion/<group>/<function>/<shape>/new/{estimates,benchmark}.json;
+shapes are m x k x n, throughput = 2*m*n*k flops / median time.
+"""
+import json, math, os, sys
+
+root = os.path.join(os.path.dirname(__file__), "..", "target", "criterion")
+args = sys.argv[1:]
+peaks = {}
+for flag in ("--peak1", "--peak2"):
+    if flag in args:
+        i = args.index(flag); peaks[flag] = float(args[i + 1]); del args[i:i + 2]
+groups = args or sorted(g for g in os.listdir(root) if os.path.isdir(os.path.join(root, g)) and g != "report")
+
+def gflops(group, func, shape):
+    d = os.path.join(root, group, func, shape, "new")
+    try:
+        est = json.load(open(os.path.join(d, "estimates.json")))
+    except FileNotFoundError:
+        return None
+    m, k, n = (int(x) for x in shape.split("x"))
+    return 2 * m * n * k / est["median"]["point_estimate"]  # flops per ns == GFLOP/s
+
+def key(shape):
+    m, k, n = (int(x) for x in shape.split("x"))
+    return (m != k or k != n, m * k * n)
+
+for group in groups:
+    gdir = os.path.join(root, group)
+    funcs = sorted(f for f in os.listdir(gdir) if os.path.isdir(os.path.join(gdir, f)) and f != "report")
+    shapes = sorted({s for f in funcs for s in os.listdir(os.path.join(gdir, f)) if s != "report"}, key=key)
+    peak = peaks.get("--peak2" if "2t" in group else "--peak1")
+    print(f"\n### {group} (GFLOP/s, median)\n")
+    head = ["shape m×k×n"] + funcs
+    if "matrixmultiply" in funcs: head.append("densekit / mm")
+    if peak: head.append("densekit % of peak")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    ratios = []
+    for s in shapes:
+        vals = {f: gflops(group, f, s) for f in funcs}
+        row = [s.replace("x", "×")] + [f"{vals[f]:.1f}" if vals[f] else "–" for f in funcs]
+        if "matrixmultiply" in funcs:
+            if vals.get("densekit") and vals.get("matrixmultiply"):
+                r = vals["densekit"] / vals["matrixmultiply"]; ratios.append((s, r))
+                row.append(f"{r:.2f}×")
+            else:
+                row.append("–")
+        if peak:
+            row.append(f"{100 * vals['densekit'] / peak:.0f}%" if vals.get("densekit") else "–")
+        print("| " + " | ".join(row) + " |")
+    if ratios:
+        g = math.exp(sum(math.log(r) for _, r in ratios) / len(ratios))
+        print(f"\nGeometric mean densekit / matrixmultiply over {len(ratios)} shapes: {g:.2f}×; "
+              f"lowest {min(r for _, r in ratios):.2f}× ({min(ratios, key=lambda x: x[1])[0]})")
