@@ -18,8 +18,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod gemm;
 mod par;
+mod simd;
 
 pub use gemm::raw::{dgemm, sgemm};
 pub use par::Par;

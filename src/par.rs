@@ -45,9 +45,12 @@ impl Par {
     }
 }
 
+/// Pools created for `Par::Threads(n)`, by thread count.
+type PoolCache = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
+
 /// The cached pool with `n` threads.
 fn pool(n: usize) -> Arc<ThreadPool> {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<ThreadPool>)>>> = OnceLock::new();
+    static POOLS: OnceLock<PoolCache> = OnceLock::new();
     let mut pools = POOLS
         .get_or_init(Default::default)
         .lock()

@@ -129,7 +129,6 @@ unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 /// Every element `A[i, p]`, `B[p, j]`, `C[i, j]` in range must be valid
 /// (C for reads unless `β = 0`, and for writes); distinct `(i, j)` must
 /// address distinct elements of C, which must not overlap A or B.
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm<T: Element>(
     kernel: &Kernel<T>,
     max_threads: usize,
@@ -171,7 +170,6 @@ pub(crate) unsafe fn gemm<T: Element>(
 ///
 /// # Safety
 /// As [`gemm`], with `k ≥ 1`.
-#[allow(clippy::too_many_arguments)]
 unsafe fn blocked<T: Element>(
     kernel: &Kernel<T>,
     threads: usize,

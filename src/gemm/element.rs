@@ -7,9 +7,20 @@ use super::dispatch::Isa;
 use super::kernel::Kernel;
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    /// Links each element type to its lane types; not nameable outside the crate.
+    pub trait Sealed: crate::simd::Lanes<Elem = Self> {
+        /// The AVX2 vector of this element type.
+        #[cfg(target_arch = "x86_64")]
+        type Avx2: crate::simd::Lanes<Elem = Self>;
+    }
+    impl Sealed for f32 {
+        #[cfg(target_arch = "x86_64")]
+        type Avx2 = crate::simd::F32x8;
+    }
+    impl Sealed for f64 {
+        #[cfg(target_arch = "x86_64")]
+        type Avx2 = crate::simd::F64x4;
+    }
 }
 
 /// A floating-point element type with GEMM kernels: `f32` or `f64`.

@@ -36,7 +36,7 @@ unsafe fn pack_sliver<T: Element>(
     strides: [isize; 2],
     out: &mut [T],
 ) {
-    debug_assert!(valid <= w && out.len() % w == 0);
+    debug_assert!(valid <= w && out.len().is_multiple_of(w));
     // SAFETY (each arm): forwarded caller contract.
     unsafe {
         match w {

@@ -11,7 +11,6 @@ use super::element::Element;
 ///
 /// # Safety
 /// As [`sgemm`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw<T: Element>(
     [m, k, n]: [usize; 3],
     alpha: T,
@@ -73,7 +72,6 @@ macro_rules! raw_gemm {
         /// }
         /// assert_eq!(c, [-2.0, -2.0]);
         /// ```
-        #[allow(clippy::too_many_arguments)]
         pub unsafe fn $name(
             m: usize,
             k: usize,

@@ -104,7 +104,6 @@ impl<T: Element> Kernel<T> {
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
     /// for `i < rows`, `j < cols`.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn run_tile(
         &self,
         k: usize,
