@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::element::Element;
 use super::kernel::{Kernel, MAX_TILE};
-use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_b_panel};
+use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_b_panel, sliver_rows};
 
 use crate::par::PAR_MIN_WORK;
 
@@ -44,6 +44,16 @@ const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 /// contiguous along k) instead of packing it: a packed A block would be
 /// reused too few times to repay the copy.
 const A_IN_PLACE_MAX_SLIVERS: usize = 4;
+
+/// A product with at most this many rows reads B in place (when B is
+/// contiguous along its columns) instead of packing it: each packed B value
+/// would feed too few rows to repay the copy.
+const B_IN_PLACE_MAX_ROWS: usize = 64;
+
+/// Whether B is read in place for a product with `m` rows.
+fn reads_b_in_place<P>(b: &Operand<P>, m: usize) -> bool {
+    b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS
+}
 
 /// Whether the A blocks of a panel with `slivers` B slivers are read in place.
 fn reads_a_in_place<P>(a: &Operand<P>, slivers: usize) -> bool {
@@ -81,7 +91,12 @@ fn cost<T: Element, P, Q>(
     } else {
         pack(m * k, a.rs == 1)
     };
-    multiply + pack_a + pack(k * n, b.cs == 1)
+    let pack_b = if reads_b_in_place(&b, m) {
+        0.0
+    } else {
+        pack(k * n, b.cs == 1)
+    };
+    multiply + pack_a + pack_b
 }
 
 /// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
@@ -215,7 +230,6 @@ unsafe fn blocked<T: Element>(
             let per_group = slivers.div_ceil(groups);
             let groups = slivers.div_ceil(per_group);
 
-            let b_packed = b_buf.slice::<T>(slivers * nr * kc);
             let b_origin = SharedPtr(
                 // SAFETY: B[pc, jc] is in range (caller contract).
                 unsafe { b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs) },
@@ -231,53 +245,69 @@ unsafe fn blocked<T: Element>(
                     pack_b_panel(nr, cols, origin, b_strides, out, parallel);
                 }
             };
+            // Read in place, only a partial last B sliver is packed (kernels
+            // always read NR columns); otherwise the panel is packed.
+            let b_in_place = reads_b_in_place(&b, m);
+            let full_slivers = nc / nr;
+            let b_packed = if b_in_place {
+                let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);
+                pack_b(full_slivers, tail, false);
+                tail
+            } else {
+                b_buf.slice::<T>(slivers * nr * kc)
+            };
             let in_place = reads_a_in_place(&a, slivers);
             // One task: the A block `block` times the B slivers of `group`,
-            // whose packed slivers are `b_group`.
-            let task = |block: usize, group: usize, b_group: &[T]| {
+            // found through `b_slivers`.
+            let task = |block: usize, group: usize, b_slivers: BSlivers<'_, T>| {
                 let ic = block * mc_blk;
                 let mc = mc_blk.min(m - ic);
-                let (full, tail) = (mc / mr, mc % mr);
                 let mut scratch = [T::ZERO; MAX_TILE];
-                let mut a_buf = PackBuf::for_a();
                 // SAFETY: A[ic.., pc..] is the origin of an in-range block (caller contract).
                 let a_block = unsafe {
                     a_ptr
                         .get()
                         .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1])
                 };
-                // Read in place, only a partial last sliver is packed (the kernel
-                // always reads MR rows); otherwise the whole block is.
-                let (pack_from, pack_rows) = if in_place {
-                    // SAFETY: row full·MR of the block is in range when tail > 0.
-                    (
-                        unsafe { a_block.offset((full * mr) as isize * a_strides[0]) },
-                        tail,
-                    )
+                // Read in place, A needs no packing at all (kernels read exactly
+                // the rows of their sliver); otherwise the block is packed.
+                let mut a_buf = PackBuf::for_a();
+                let a_packed = a_buf.slice::<T>(if in_place {
+                    0
                 } else {
-                    (a_block, mc)
-                };
-                let a_packed = a_buf.slice::<T>(pack_rows.div_ceil(mr) * mr * kc);
-                // SAFETY: those rows of A[.., pc..pc+kc] are in range (caller contract).
-                unsafe { pack_a_block(mr, pack_rows, pack_from, a_strides, a_packed) };
-                let a_sliver = |r: usize| -> (*const T, [isize; 2]) {
-                    if in_place && r < full {
-                        // SAFETY: rows r·MR.. of the block are in range (r < full).
-                        let rows = unsafe { a_block.offset((r * mr) as isize * a_strides[0]) };
+                    mc.div_ceil(mr) * mr * kc
+                });
+                if !in_place {
+                    // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+                    unsafe { pack_a_block(mr, mc, a_block, a_strides, a_packed) };
+                }
+                let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
+                    if in_place {
+                        // SAFETY: the sliver's rows are inside the block (sliver_rows).
+                        let rows = unsafe { a_block.offset(first_row as isize * a_strides[0]) };
                         (rows, [a_strides[0], 1])
                     } else {
-                        let packed = if in_place { 0 } else { r };
-                        (a_packed[packed * mr * kc..].as_ptr(), [1, mr as isize])
+                        (a_packed[r * mr * kc..].as_ptr(), [1, mr as isize])
                     }
                 };
-                // jr: one NR-wide sliver of the packed B panel, NR columns of C.
-                for (s, b_sliver) in b_group.chunks_exact(nr * kc).enumerate() {
-                    let j = jc + (group * per_group + s) * nr;
+                // jr: one NR-wide sliver of the B panel, NR columns of C.
+                for s in group * per_group..((group + 1) * per_group).min(slivers) {
+                    let j = jc + s * nr;
+                    let b_sliver = match b_slivers {
+                        BSlivers::Packed { chunk, first } => {
+                            (chunk[(s - first) * nr * kc..].as_ptr(), nr as isize)
+                        }
+                        BSlivers::InPlace { origin, rs, .. } if s < full_slivers => {
+                            // SAFETY: full sliver s has NR in-range columns from jc + s·NR.
+                            (unsafe { origin.get().add(s * nr) }, rs)
+                        }
+                        BSlivers::InPlace { tail, .. } => (tail.as_ptr(), nr as isize),
+                    };
                     let cols = nr.min(n - j);
-                    // ir: one MR-tall sliver of the A block, MR rows of C.
+                    // ir: one sliver of the A block (≤ MR rows), those rows of C.
                     for r in 0..mc.div_ceil(mr) {
-                        let i = ic + r * mr;
-                        let rows = mr.min(m - i);
+                        let (first_row, rows) = sliver_rows(mc, mr, r);
+                        let i = ic + first_row;
                         // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
                         // written by this task alone; the slivers are kc deep.
                         unsafe {
@@ -287,8 +317,8 @@ unsafe fn blocked<T: Element>(
                             kernel.run_tile(
                                 kc,
                                 alpha,
-                                a_sliver(r),
-                                b_sliver.as_ptr(),
+                                a_sliver(r, first_row),
+                                b_sliver,
                                 beta,
                                 tile,
                                 c_strides,
@@ -300,37 +330,65 @@ unsafe fn blocked<T: Element>(
                 }
             };
             let group_len = per_group * nr * kc;
-            if threads > 1 && blocks == 1 {
+            if b_in_place {
+                let b_slivers = BSlivers::InPlace {
+                    origin: b_origin,
+                    rs: b_strides[0],
+                    tail: b_packed,
+                };
+                if threads > 1 {
+                    (0..blocks * groups)
+                        .into_par_iter()
+                        .for_each(|t| task(t / groups, t % groups, b_slivers));
+                } else {
+                    (0..blocks).for_each(|block| task(block, 0, b_slivers));
+                }
+            } else if threads > 1 && blocks == 1 {
                 // One A block: each task packs just the B slivers it uses, so
                 // packing and multiplying share one fork-join.
                 b_packed
                     .par_chunks_mut(group_len)
                     .enumerate()
-                    .for_each(|(group, b_group)| {
-                        pack_b(group * per_group, b_group, false);
-                        task(0, group, b_group);
+                    .for_each(|(group, chunk)| {
+                        pack_b(group * per_group, chunk, false);
+                        task(
+                            0,
+                            group,
+                            BSlivers::Packed {
+                                chunk,
+                                first: group * per_group,
+                            },
+                        );
                     });
             } else {
                 let parallel = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
                 pack_b(0, b_packed, parallel);
-                let b_packed = &*b_packed;
-                let run = |t: usize| {
-                    let (block, group) = (t / groups, t % groups);
-                    task(
-                        block,
-                        group,
-                        &b_packed[group * group_len..]
-                            [..group_len.min(b_packed.len() - group * group_len)],
-                    );
-                };
+                let chunk = &*b_packed;
+                let b_slivers = BSlivers::Packed { chunk, first: 0 };
                 if threads > 1 {
-                    (0..blocks * groups).into_par_iter().for_each(run);
+                    (0..blocks * groups)
+                        .into_par_iter()
+                        .for_each(|t| task(t / groups, t % groups, b_slivers));
                 } else {
-                    (0..blocks).for_each(run);
+                    (0..blocks).for_each(|block| task(block, 0, b_slivers));
                 }
             }
         }
     }
+}
+
+/// Where a task finds its B slivers.
+#[derive(Clone, Copy)]
+enum BSlivers<'a, T> {
+    /// Packed, sliver `s` at `chunk[(s − first)·NR·kc..]`.
+    Packed { chunk: &'a [T], first: usize },
+    /// Full slivers read in place (`B[p, j]` at `origin + p·rs + j`), the
+    /// partial last one packed in `tail`.
+    InPlace {
+        origin: SharedPtr<T>,
+        rs: isize,
+        tail: &'a [T],
+    },
 }
 
 /// The block size for `len` that keeps every block at most `max` long with

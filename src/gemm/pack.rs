@@ -113,7 +113,17 @@ unsafe fn pack_sliver_any<T: Element>(
     }
 }
 
-/// Packs the `mc × kc` block of A at `a` into `⌈mc/mr⌉` slivers of `kc × mr`.
+/// The rows of sliver `s` when `mc` rows are split into `⌈mc/mr⌉` slivers
+/// as evenly as possible, as `(first row, rows)`: 32 rows with `mr = 6` are
+/// 6, 6, 5, 5, 5, 5, so the last sliver is not a 2-row straggler.
+pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
+    let slivers = mc.div_ceil(mr);
+    let (base, extra) = (mc / slivers, mc % slivers);
+    (s * base + s.min(extra), base + usize::from(s < extra))
+}
+
+/// Packs the `mc × kc` block of A at `a` into `⌈mc/mr⌉` slivers of `kc × mr`
+/// (rows split by [`sliver_rows`], each sliver zero-padded to `mr`).
 ///
 /// # Safety
 /// `a + i·rsa + p·csa` must be readable for `i < mc`, `p < kc`, and
@@ -130,17 +140,9 @@ pub(crate) unsafe fn pack_a_block<T: Element>(
     }
     let kc = out.len() / mc.div_ceil(mr) / mr;
     for (s, sliver) in out.chunks_exact_mut(mr * kc).enumerate() {
-        let i0 = s * mr;
-        // SAFETY: rows i0..i0+valid of the block are readable (caller contract).
-        unsafe {
-            pack_sliver(
-                mr,
-                mr.min(mc - i0),
-                a.offset(i0 as isize * rsa),
-                [rsa, csa],
-                sliver,
-            )
-        };
+        let (i0, rows) = sliver_rows(mc, mr, s);
+        // SAFETY: rows i0..i0+rows of the block are readable (caller contract).
+        unsafe { pack_sliver(mr, rows, a.offset(i0 as isize * rsa), [rsa, csa], sliver) };
     }
 }
 
@@ -158,6 +160,9 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
     out: &mut [T],
     parallel: bool,
 ) {
+    if nc == 0 {
+        return;
+    }
     let kc = out.len() / nc.div_ceil(nr) / nr;
     let b = SharedPtr(b);
     let pack = |(s, sliver): (usize, &mut [T])| {

@@ -1,16 +1,18 @@
-//! AVX2 + FMA microkernels: one generic body, thin `#[target_feature]` shims.
+//! AVX2 + FMA microkernels: one generic `#[target_feature]` body,
+//! instantiated per element type and row count.
 //!
-//! The tile is `6 × 2` vectors: 6×16 for f32 and 6×8 for f64 (BLIS's
+//! The full tile is `6 × 2` vectors: 6×16 for f32 and 6×8 for f64 (BLIS's
 //! Haswell shape). Twelve accumulators, two B vectors and one broadcast A
 //! value use 15 of the 16 ymm registers; each k step issues 12 FMAs against
 //! 8 loads, so the two FMA pipes, not the load ports, set the pace.
 
 use core::arch::x86_64::*;
 
-use super::Kernel;
+use super::{Kernel, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::gemm::element::Element;
 use crate::simd::Lanes;
+use crate::simd::{F32x8, F64x4};
 
 /// Register tile rows (broadcast A values per k step).
 const MR: usize = 6;
@@ -27,55 +29,74 @@ const KC_F64: usize = 256;
 /// Columns of B per packed panel: 256 × 4080 × 4 B ≈ 4 MiB stays in L3.
 const NC: usize = 4080;
 
-// SAFETY: `tile_6x16_f32` needs AVX2 and FMA; `Element::kernel` hands this
-// value out only after `Isa::Avx2Fma.is_available()` returned true.
+// SAFETY: the tiles need AVX2 and FMA; `Element::kernel` hands this value
+// out only after `Isa::Avx2Fma.is_available()` returned true.
 pub(crate) static F32: Kernel<f32> = unsafe {
     Kernel::new(
         Isa::Avx2Fma,
         [MR, 2 * 8],
         [MC_F32, KC_F32, NC],
-        tile_6x16_f32,
+        &tiles_by_rows!(F32x8),
     )
 };
-// SAFETY: as above, for `tile_6x8_f64`.
+// SAFETY: as above.
 pub(crate) static F64: Kernel<f64> = unsafe {
     Kernel::new(
         Isa::Avx2Fma,
         [MR, 2 * 4],
         [MC_F64, KC_F64, NC],
-        tile_6x8_f64,
+        &tiles_by_rows!(F64x4),
     )
 };
 
-/// The kernel body shared by both element types: an `MR × 2·LANES` tile.
+/// The tile functions for 1 ..= MR rows.
+macro_rules! tiles_by_rows {
+    ($v:ty) => {
+        [
+            tile::<$v, 1> as TileFn<<$v as Lanes>::Elem>,
+            tile::<$v, 2>,
+            tile::<$v, 3>,
+            tile::<$v, 4>,
+            tile::<$v, 5>,
+            tile::<$v, 6>,
+        ]
+    };
+}
+use tiles_by_rows;
+
+/// A `ROWS × 2·LANES` tile (ROWS ≤ 6): 6×16 for f32 and 6×8 for f64 when
+/// full. Fewer rows serve the last sliver of a block, so no FMA is spent on
+/// padding rows.
 ///
 /// # Safety
-/// Runs only under `avx2,fma`; the pointers satisfy the kernel contract.
-#[inline(always)]
-unsafe fn tile_body<V: Lanes>(
+/// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<V: Lanes, const ROWS: usize>(
     k: usize,
     alpha: V::Elem,
     a: *const V::Elem,
     [ars, acs]: [isize; 2],
     b: *const V::Elem,
+    bs: isize,
     beta: V::Elem,
     c: *mut V::Elem,
     rsc: isize,
 ) {
     let l = V::LANES;
     let nr = 2 * l;
-    // SAFETY (whole body): the caller runs under avx2+fma and the pointers
-    // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs, `b` holds k·NR values,
-    // and C rows `c + i·rsc` hold NR writable values each.
+    // SAFETY (whole body): this function runs under avx2+fma and the pointers
+    // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs for
+    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, and C rows `c + i·rsc` hold NR
+    // writable values each.
     unsafe {
         // C is touched only after the k loop: start pulling its rows in now.
-        for i in 0..MR {
+        for i in 0..ROWS {
             let row = c.offset(i as isize * rsc) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(row);
             _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
         }
-        let mut ab = [[V::splat(V::Elem::ZERO); 2]; MR];
-        let rows: [*const V::Elem; MR] = core::array::from_fn(|i| a.offset(i as isize * ars));
+        let mut ab = [[V::splat(V::Elem::ZERO); 2]; ROWS];
+        let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
         let mut b = b;
         let mut at = 0isize;
         for _ in 0..k {
@@ -87,7 +108,7 @@ unsafe fn tile_body<V: Lanes>(
                 ab[1] = ai.fmadd(b1, ab[1]);
             }
             at += acs;
-            b = b.add(nr);
+            b = b.offset(bs);
         }
         let alpha = V::splat(alpha);
         for (i, ab) in ab.iter().enumerate() {
@@ -103,42 +124,4 @@ unsafe fn tile_body<V: Lanes>(
             }
         }
     }
-}
-
-/// f32 shim: 6 × 16 tile.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x16_f32(
-    k: usize,
-    alpha: f32,
-    a: *const f32,
-    a_strides: [isize; 2],
-    b: *const f32,
-    beta: f32,
-    c: *mut f32,
-    rsc: isize,
-) {
-    // SAFETY: forwarded contract; this function enables the features the body needs.
-    unsafe { tile_body::<crate::simd::F32x8>(k, alpha, a, a_strides, b, beta, c, rsc) }
-}
-
-/// f64 shim: 6 × 8 tile.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_6x8_f64(
-    k: usize,
-    alpha: f64,
-    a: *const f64,
-    a_strides: [isize; 2],
-    b: *const f64,
-    beta: f64,
-    c: *mut f64,
-    rsc: isize,
-) {
-    // SAFETY: forwarded contract; this function enables the features the body needs.
-    unsafe { tile_body::<crate::simd::F64x4>(k, alpha, a, a_strides, b, beta, c, rsc) }
 }

@@ -2,25 +2,28 @@
 //!
 //! # The contract
 //!
-//! A microkernel computes one `MR × NR` tile of C from packed operands:
+//! A microkernel computes one `ROWS × NR` tile of C (`ROWS ≤ MR`; each
+//! kernel comes in every row count, so the short last sliver of a block
+//! costs no padding FMAs):
 //!
 //! ```text
-//! C[0..MR, 0..NR] := β·C + α·A·B
+//! C[0..ROWS, 0..NR] := β·C + α·A·B
 //! ```
 //!
 //! * `A[i, p]` is at `a + i·ars + p·acs`: usually a packed sliver, `k`
 //!   columns of `MR` values each (`ars = 1`, `acs = MR`, see
 //!   [`pack_a_block`](super::pack::pack_a_block)); or, when packing would not
 //!   pay for itself, MR rows of A read in place (`acs = 1`).
-//! * `b` points at a packed B sliver: `k` rows of `NR` values each
-//!   (`b[p·NR + j] = B[p, j]`), see [`pack_b_panel`](super::pack::pack_b_panel).
+//! * `B[p, j]` is at `b + p·bs + j`: usually a packed sliver, `k` rows of
+//!   `NR` values each (`bs = NR`, see [`pack_b_panel`](super::pack::pack_b_panel));
+//!   or, when packing would not pay, NR columns of B read in place (`bs` = B's row stride).
 //! * C has unit column stride and row stride `rsc` (any sign).
 //! * `β = 0` never reads C, so NaN or garbage in C is overwritten.
 //!
-//! Tiles that are partial (at the right or bottom edge) or whose C has a
-//! non-unit column stride go through [`Kernel::run_tile`], which runs the
-//! kernel on a temporary `MR × NR` tile and copies the valid part in and out,
-//! so kernels never handle edges and never touch memory outside C.
+//! Tiles narrower than NR (at the right edge) or whose C has a non-unit
+//! column stride go through [`Kernel::run_tile`], which runs the kernel on a
+//! temporary tile and copies the valid part in and out, so kernels never
+//! handle column edges and never touch memory outside C.
 
 pub(crate) mod scalar;
 
@@ -40,6 +43,7 @@ pub(crate) type TileFn<T> = unsafe fn(
     a: *const T,
     a_strides: [isize; 2],
     b: *const T,
+    b_row_stride: isize,
     beta: T,
     c: *mut T,
     rsc: isize,
@@ -50,7 +54,7 @@ pub(crate) type TileFn<T> = unsafe fn(
 /// Holding a `&Kernel` proves its ISA was detected on this CPU: values are
 /// only handed out by [`Element::kernel`], after the run-time check.
 #[derive(Debug)]
-pub struct Kernel<T> {
+pub struct Kernel<T: 'static> {
     isa: Isa,
     /// Rows of the register tile (rows of C per kernel call).
     pub(crate) mr: usize,
@@ -62,21 +66,22 @@ pub struct Kernel<T> {
     pub(crate) kc: usize,
     /// Columns of B packed per panel; the `KC × NC` panel stays in L3.
     pub(crate) nc: usize,
-    tile: TileFn<T>,
+    /// `tiles[r - 1]` computes an `r × NR` tile, for `r` in `1 ..= MR`.
+    tiles: &'static [TileFn<T>],
 }
 
 impl<T: Element> Kernel<T> {
     /// # Safety
-    /// `tile` must be sound to call (given valid pointers) on any CPU where
-    /// `isa.is_available()`, and the value must only be handed out after
-    /// that check.
+    /// Every tile function must be sound to call (given valid pointers) on
+    /// any CPU where `isa.is_available()`, and the value must only be handed
+    /// out after that check.
     pub(crate) const unsafe fn new(
         isa: Isa,
         [mr, nr]: [usize; 2],
         [mc, kc, nc]: [usize; 3],
-        tile: TileFn<T>,
+        tiles: &'static [TileFn<T>],
     ) -> Self {
-        assert!(mr * nr <= MAX_TILE && mc % mr == 0 && nc % nr == 0);
+        assert!(mr * nr <= MAX_TILE && mc % mr == 0 && nc % nr == 0 && tiles.len() == mr);
         Kernel {
             isa,
             mr,
@@ -84,7 +89,7 @@ impl<T: Element> Kernel<T> {
             mc,
             kc,
             nc,
-            tile,
+            tiles,
         }
     }
 
@@ -100,7 +105,7 @@ impl<T: Element> Kernel<T> {
     ///
     /// # Safety
     /// `A[i, p]` must be readable at `a + i·ars + p·acs` for `i < MR`,
-    /// `p < k`; `b` must point at a packed sliver of depth `k`; `c` must be
+    /// `p < k`; `B[p, j]` must be readable at `b + p·bs + j` for `j < NR`; `c` must be
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
     /// for `i < rows`, `j < cols`.
     #[inline]
@@ -109,19 +114,20 @@ impl<T: Element> Kernel<T> {
         k: usize,
         alpha: T,
         (a, a_strides): (*const T, [isize; 2]),
-        b: *const T,
+        (b, b_row_stride): (*const T, isize),
         beta: T,
         c: *mut T,
         [rsc, csc]: [isize; 2],
         [rows, cols]: [usize; 2],
         scratch: &mut [T; MAX_TILE],
     ) {
-        debug_assert!(rows <= self.mr && cols <= self.nr);
-        if rows == self.mr && cols == self.nr && csc == 1 {
-            // SAFETY: a full tile with unit column stride is exactly the
+        debug_assert!((1..=self.mr).contains(&rows) && cols <= self.nr);
+        let tile = self.tiles[rows - 1];
+        if cols == self.nr && csc == 1 {
+            // SAFETY: full-width rows with unit column stride are exactly the
             // kernel's contract; the caller vouches for the pointers, and
             // holding `self` proves the ISA is present.
-            unsafe { (self.tile)(k, alpha, a, a_strides, b, beta, c, rsc) };
+            unsafe { tile(k, alpha, a, a_strides, b, b_row_stride, beta, c, rsc) };
             return;
         }
         // Edge or strided tile: compute on a temporary tile, copy the valid part.
@@ -136,14 +142,15 @@ impl<T: Element> Kernel<T> {
                 }
             }
         }
-        // SAFETY: `tmp` is a full MR × NR tile with row stride NR and unit column stride.
+        // SAFETY: `tmp` holds `rows` full rows with row stride NR and unit column stride.
         unsafe {
-            (self.tile)(
+            tile(
                 k,
                 alpha,
                 a,
                 a_strides,
                 b,
+                b_row_stride,
                 beta,
                 tmp.as_mut_ptr(),
                 nr as isize,

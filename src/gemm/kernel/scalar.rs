@@ -3,7 +3,7 @@
 //! Multiplies and adds are separate operations (no fused multiply-add), so
 //! the code stays fast on CPUs without FMA, where `mul_add` is a libm call.
 
-use super::Kernel;
+use super::{Kernel, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::gemm::element::Element;
 
@@ -21,34 +21,40 @@ const NC: usize = 4096;
 
 // SAFETY: the portable kernel runs on every CPU.
 pub(crate) static F32: Kernel<f32> =
-    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], tile::<f32>) };
+    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f32>()) };
 // SAFETY: as above.
 pub(crate) static F64: Kernel<f64> =
-    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], tile::<f64>) };
+    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f64>()) };
 
-/// `C[0..MR, 0..NR] := β·C + α·A·B` on packed slivers; see the module contract.
+/// The tile functions for 1 ..= MR rows.
+const fn tiles_by_rows<T: Element>() -> [TileFn<T>; MR] {
+    [tile::<T, 1>, tile::<T, 2>, tile::<T, 3>, tile::<T, 4>]
+}
+
+/// `C[0..ROWS, 0..NR] := β·C + α·A·B` (ROWS ≤ MR); see the module contract.
 ///
 /// # Safety
 /// The kernel contract in [`super`]: `a` holds `k·MR` and `b` holds `k·NR`
 /// readable values, and `c + i·rsc + j` is valid for `i < MR`, `j < NR`.
-unsafe fn tile<T: Element>(
+unsafe fn tile<T: Element, const ROWS: usize>(
     k: usize,
     alpha: T,
     a: *const T,
     [ars, acs]: [isize; 2],
     b: *const T,
+    bs: isize,
     beta: T,
     c: *mut T,
     rsc: isize,
 ) {
-    // SAFETY: the contract guarantees k·NR readable packed values of B.
-    let b = unsafe { core::slice::from_raw_parts(b, k * NR) };
-    let mut ab = [[T::ZERO; NR]; MR];
-    for (p, b) in b.chunks_exact(NR).enumerate() {
-        // SAFETY: A[i, p] is readable at a + i·ars + p·acs for i < MR, p < k.
-        let a: [T; MR] =
+    let mut ab = [[T::ZERO; NR]; ROWS];
+    for p in 0..k {
+        // SAFETY: the contract guarantees NR readable values at b + p·bs.
+        let b = unsafe { core::slice::from_raw_parts(b.offset(p as isize * bs), NR) };
+        // SAFETY: A[i, p] is readable at a + i·ars + p·acs for i < ROWS, p < k.
+        let a: [T; ROWS] =
             core::array::from_fn(|i| unsafe { *a.offset(i as isize * ars + p as isize * acs) });
-        for i in 0..MR {
+        for i in 0..ROWS {
             for j in 0..NR {
                 ab[i][j] = ab[i][j] + a[i] * b[j];
             }
