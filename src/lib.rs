@@ -19,7 +19,9 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod dense;
 pub mod gemm;
+pub mod loss;
 mod par;
 mod simd;
 

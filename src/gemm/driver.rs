@@ -21,8 +21,9 @@
 use rayon::prelude::*;
 
 use super::element::Element;
-use super::kernel::{Kernel, MAX_TILE};
+use super::kernel::{Kernel, MAX_TILE, TileEpilogue};
 use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_b_panel, sliver_rows};
+use crate::activation::Activation;
 
 use crate::par::PAR_MIN_WORK;
 
@@ -153,32 +154,35 @@ pub(crate) unsafe fn gemm<T: Element>(
     b: Operand<*const T>,
     beta: T,
     c: Operand<*mut T>,
+    epilogue: Option<Epilogue<T>>,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 || alpha == T::ZERO {
         // A and B are never read: C ← β·C (β = 0 writes zeros without reading C).
-        // SAFETY: forwarded caller contract for C.
-        unsafe { scale(m, n, beta, c) };
+        // SAFETY: forwarded caller contract for C (and the epilogue's bias).
+        unsafe { scale(m, n, beta, c, epilogue) };
         return;
     }
     // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ: less tile
     // padding, or less packing. Decided from shape and strides alone.
     let swapped = [n, k, m];
-    let (m, n, a, b, c) =
-        if cost(kernel, swapped, b.t(), a.t(), c.t()) < cost(kernel, [m, k, n], a, b, c) {
-            (n, m, b.t(), a.t(), c.t())
-        } else {
-            (m, n, a, b, c)
-        };
+    let transposed = cost(kernel, swapped, b.t(), a.t(), c.t()) < cost(kernel, [m, k, n], a, b, c);
+    let (m, n, a, b, c) = if transposed {
+        (n, m, b.t(), a.t(), c.t())
+    } else {
+        (m, n, a, b, c)
+    };
+    // The bias runs along C's columns, so along the rows of Cᵀ.
+    let epilogue = epilogue.map(|e| (e, transposed));
     let threads = if m.saturating_mul(n).saturating_mul(k) < PAR_MIN_WORK {
         1
     } else {
         max_threads.max(1)
     };
     // SAFETY: forwarded caller contract.
-    unsafe { blocked(kernel, threads, [m, k, n], alpha, a, b, beta, c) }
+    unsafe { blocked(kernel, threads, [m, k, n], alpha, a, b, beta, c, epilogue) }
 }
 
 /// The five loops (see the module docs).
@@ -194,6 +198,7 @@ unsafe fn blocked<T: Element>(
     b: Operand<*const T>,
     beta: T,
     c: Operand<*mut T>,
+    epilogue: Option<(Epilogue<T>, bool)>,
 ) {
     let Kernel { mr, nr, .. } = *kernel;
     // Split each dimension into equal blocks no larger than the kernel's, so a
@@ -259,6 +264,7 @@ unsafe fn blocked<T: Element>(
             let in_place = reads_a_in_place(&a, slivers);
             // One task: the A block `block` times the B slivers of `group`,
             // found through `b_slivers`.
+            let last_panel = pc + kc == k;
             let task = |block: usize, group: usize, b_slivers: BSlivers<'_, T>| {
                 let ic = block * mc_blk;
                 let mc = mc_blk.min(m - ic);
@@ -324,6 +330,7 @@ unsafe fn blocked<T: Element>(
                                 c_strides,
                                 [rows, cols],
                                 &mut scratch,
+                                tile_epilogue(epilogue.filter(|_| last_panel), i, j).as_ref(),
                             );
                         }
                     }
@@ -377,6 +384,32 @@ unsafe fn blocked<T: Element>(
     }
 }
 
+/// Bias and activation applied to `C = α·A·B + β·C` as it is stored:
+/// `C ← act(C + bias)`, with `bias` one value per column of C.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epilogue<T> {
+    /// `n` values, one per column of C; `None` for no bias.
+    pub(crate) bias: Option<SharedPtr<T>>,
+    /// Applied after the bias.
+    pub(crate) act: Activation,
+}
+
+/// The epilogue of the tile at `(i, j)` (in the orientation being computed;
+/// `per_row` when that is Cᵀ).
+fn tile_epilogue<T>(
+    epilogue: Option<(Epilogue<T>, bool)>,
+    i: usize,
+    j: usize,
+) -> Option<TileEpilogue<T>> {
+    epilogue.map(|(e, per_row)| TileEpilogue {
+        bias: e.bias.map_or(core::ptr::null(), |b| {
+            b.get().wrapping_add(if per_row { i } else { j })
+        }),
+        bias_per_row: per_row,
+        act: e.act,
+    })
+}
+
 /// Where a task finds its B slivers.
 #[derive(Clone, Copy)]
 enum BSlivers<'a, T> {
@@ -399,17 +432,31 @@ fn balanced(len: usize, max: usize, unit: usize) -> usize {
     len.div_ceil(blocks).next_multiple_of(unit).min(max)
 }
 
-/// `C ← β·C`, writing zeros without reading C when `β = 0`.
+/// `C ← β·C` (writing zeros without reading C when `β = 0`), then the epilogue.
 ///
 /// # Safety
-/// `C[i, j]` valid for writes (and reads unless `β = 0`) for `i < m`, `j < n`.
-unsafe fn scale<T: Element>(m: usize, n: usize, beta: T, c: Operand<*mut T>) {
+/// `C[i, j]` valid for writes (and reads unless `β = 0`) for `i < m`, `j < n`;
+/// an epilogue bias holds `n` values.
+unsafe fn scale<T: Element>(
+    m: usize,
+    n: usize,
+    beta: T,
+    c: Operand<*mut T>,
+    epilogue: Option<Epilogue<T>>,
+) {
     for i in 0..m {
         for j in 0..n {
-            // SAFETY: (i, j) is in range (caller contract).
+            // SAFETY: (i, j) is in range, and so is bias[j] (caller contract).
             unsafe {
                 let p = c.ptr.offset(i as isize * c.rs + j as isize * c.cs);
-                *p = if beta == T::ZERO { T::ZERO } else { beta * *p };
+                let mut v = if beta == T::ZERO { T::ZERO } else { beta * *p };
+                if let Some(e) = epilogue {
+                    if let Some(bias) = e.bias {
+                        v = v + *bias.get().add(j);
+                    }
+                    v = e.act.apply_one(v);
+                }
+                *p = v;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The scalar types the kernels work on (`f32` and `f64`).
 
 use core::fmt::Debug;
-use core::ops::{Add, Mul, Neg, Sub};
+use core::ops::{Add, Div, Mul, Neg, Sub};
 
 use super::dispatch::Isa;
 use super::kernel::Kernel;
@@ -41,6 +41,7 @@ pub trait Element:
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
+    + Div<Output = Self>
     + Neg<Output = Self>
 {
     /// Additive identity.

@@ -25,7 +25,9 @@ pub use dispatch::{ISA_ENV_VAR, Isa, IsaUnavailable};
 pub use element::Element;
 pub use view::{MatMut, MatRef};
 
-use driver::Operand;
+use crate::activation::Activation;
+use driver::{Epilogue, Operand};
+use pack::SharedPtr;
 
 /// What happens to the previous contents of C.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,11 +114,38 @@ pub fn gemm<T: Element>(
 #[track_caller]
 pub fn gemm_with_isa<T: Element>(
     isa: Isa,
+    c: MatMut<'_, T>,
+    accum: Accum<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    par: Par,
+) -> Result<(), IsaUnavailable> {
+    gemm_fused(isa, c, accum, a, b, alpha, None, par)
+}
+
+/// Bias and activation fused into a GEMM's store: `C ← act(α·A·B + β·C + bias)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fused<'a, T> {
+    /// One value per column of C.
+    pub(crate) bias: Option<&'a [T]>,
+    pub(crate) act: Activation,
+}
+
+/// The GEMM behind every safe entry point, with an optional fused epilogue.
+///
+/// # Panics
+/// As [`gemm`], and if a bias does not have one value per column of C.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_fused<T: Element>(
+    isa: Isa,
     mut c: MatMut<'_, T>,
     accum: Accum<T>,
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     alpha: T,
+    fused: Option<Fused<'_, T>>,
     par: Par,
 ) -> Result<(), IsaUnavailable> {
     let (m, k) = a.shape();
@@ -131,6 +160,16 @@ pub fn gemm_with_isa<T: Element>(
         c.nrows(),
         c.ncols()
     );
+    if let Some(Fused {
+        bias: Some(bias), ..
+    }) = fused
+    {
+        assert!(
+            bias.len() == n,
+            "gemm: the bias has {} values but C is {m}×{n} (one per column)",
+            bias.len()
+        );
+    }
     let kernel = T::kernel(isa).ok_or(IsaUnavailable(isa))?;
     debug_assert_eq!(
         kernel.isa(),
@@ -153,13 +192,18 @@ pub fn gemm_with_isa<T: Element>(
         rs: rsc,
         cs: csc,
     };
+    let epilogue = fused.map(|f| Epilogue {
+        bias: f.bias.map(|b| SharedPtr(b.as_ptr())),
+        act: f.act,
+    });
     let beta = accum.beta();
     let (a_op, b_op, c_op) = (SendOperand(a_op), SendOperand(b_op), SendOperand(c_op));
     let work = m.saturating_mul(n).saturating_mul(k);
     par.run(work, move |threads| {
         // SAFETY: the views were bounds-checked at construction, so every
         // in-range element is inside its slice; C's layout was checked not to
-        // alias itself, and the borrow checker keeps it apart from A and B.
+        // alias itself, and the borrow checker keeps it apart from A, B and
+        // the bias, which has one value per column of C (checked above).
         unsafe {
             driver::gemm(
                 kernel,
@@ -170,6 +214,7 @@ pub fn gemm_with_isa<T: Element>(
                 b_op.get(),
                 beta,
                 c_op.get(),
+                epilogue,
             )
         }
     });

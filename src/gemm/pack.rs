@@ -187,7 +187,7 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
 }
 
 /// A read-only pointer shared across the threads that pack or compute.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct SharedPtr<T>(pub(crate) *const T);
 
 impl<T> SharedPtr<T> {

@@ -31,6 +31,7 @@ unsafe fn gemm_raw<T: Element>(
             b,
             beta,
             c,
+            None,
         )
     }
 }

@@ -161,11 +161,18 @@ macro_rules! common_view_methods {
 /// assert_eq!(a.get(1, 0), 4.0);
 /// assert_eq!(a.t().get(0, 1), 4.0); // transposed view, no copy
 /// ```
-#[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
     data: &'a [T],
     layout: Layout,
 }
+
+// By hand: a view is a shared borrow, copyable whatever `T` is.
+impl<T> Clone for MatRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MatRef<'_, T> {}
 
 impl<'a, T> MatRef<'a, T> {
     /// A row-major `rows × cols` view (`row_stride = cols`).

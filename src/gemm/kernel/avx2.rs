@@ -8,7 +8,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Kernel, TileFn};
+use super::{Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::gemm::element::Element;
 use crate::simd::Lanes;
@@ -81,13 +81,14 @@ unsafe fn tile<V: Lanes, const ROWS: usize>(
     beta: V::Elem,
     c: *mut V::Elem,
     rsc: isize,
+    epilogue: Option<&TileEpilogue<V::Elem>>,
 ) {
     let l = V::LANES;
     let nr = 2 * l;
     // SAFETY (whole body): this function runs under avx2+fma and the pointers
     // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs for
-    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, and C rows `c + i·rsc` hold NR
-    // writable values each.
+    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, C rows `c + i·rsc` hold NR
+    // writable values each, and an epilogue bias holds NR (or ROWS) values.
     unsafe {
         // C is touched only after the k loop: start pulling its rows in now.
         for i in 0..ROWS {
@@ -115,11 +116,22 @@ unsafe fn tile<V: Lanes, const ROWS: usize>(
             let row = c.offset(i as isize * rsc);
             for (v, &ab) in ab.iter().enumerate() {
                 let p = row.add(v * l);
-                let out = if beta == V::Elem::ZERO {
+                let mut out = if beta == V::Elem::ZERO {
                     alpha.mul(ab)
                 } else {
                     V::splat(beta).fmadd(V::loadu(p), alpha.mul(ab))
                 };
+                if let Some(e) = epilogue {
+                    if !e.bias.is_null() {
+                        let bias = if e.bias_per_row {
+                            V::broadcast(e.bias.add(i))
+                        } else {
+                            V::loadu(e.bias.add(v * l))
+                        };
+                        out = out.add(bias);
+                    }
+                    out = e.act.apply_lanes(out);
+                }
                 out.storeu(p);
             }
         }

@@ -32,6 +32,7 @@ pub(crate) mod avx2;
 
 use super::dispatch::Isa;
 use super::element::Element;
+use crate::activation::Activation;
 
 /// The largest `MR · NR` of any kernel: the size of the temporary edge tile.
 pub(crate) const MAX_TILE: usize = 128;
@@ -47,7 +48,24 @@ pub(crate) type TileFn<T> = unsafe fn(
     beta: T,
     c: *mut T,
     rsc: isize,
+    epilogue: Option<&TileEpilogue<T>>,
 );
+
+/// The largest NR of any kernel: the size of a padded bias for an edge tile.
+pub(crate) const MAX_NR: usize = 16;
+
+/// What a kernel does to a finished tile before storing it (only on the last
+/// k panel): `C ← act(C + bias)`, on the register tile.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TileEpilogue<T> {
+    /// The tile's bias values, NR of them (one per column) or ROWS (one per
+    /// row, when the driver computes Cᵀ); null for no bias.
+    pub(crate) bias: *const T,
+    /// Whether `bias` runs along the tile's rows.
+    pub(crate) bias_per_row: bool,
+    /// The activation applied after the bias.
+    pub(crate) act: Activation,
+}
 
 /// A microkernel together with the blocking it was tuned for.
 ///
@@ -107,7 +125,8 @@ impl<T: Element> Kernel<T> {
     /// `A[i, p]` must be readable at `a + i·ars + p·acs` for `i < MR`,
     /// `p < k`; `B[p, j]` must be readable at `b + p·bs + j` for `j < NR`; `c` must be
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
-    /// for `i < rows`, `j < cols`.
+    /// for `i < rows`, `j < cols`; an epilogue's bias must be readable for
+    /// `cols` values (per column) or `rows` values (per row).
     #[inline]
     pub(crate) unsafe fn run_tile(
         &self,
@@ -120,6 +139,7 @@ impl<T: Element> Kernel<T> {
         [rsc, csc]: [isize; 2],
         [rows, cols]: [usize; 2],
         scratch: &mut [T; MAX_TILE],
+        epilogue: Option<&TileEpilogue<T>>,
     ) {
         debug_assert!((1..=self.mr).contains(&rows) && cols <= self.nr);
         let tile = self.tiles[rows - 1];
@@ -127,9 +147,38 @@ impl<T: Element> Kernel<T> {
             // SAFETY: full-width rows with unit column stride are exactly the
             // kernel's contract; the caller vouches for the pointers, and
             // holding `self` proves the ISA is present.
-            unsafe { tile(k, alpha, a, a_strides, b, b_row_stride, beta, c, rsc) };
+            unsafe {
+                tile(
+                    k,
+                    alpha,
+                    a,
+                    a_strides,
+                    b,
+                    b_row_stride,
+                    beta,
+                    c,
+                    rsc,
+                    epilogue,
+                )
+            };
             return;
         }
+        // A column bias of a narrow tile is padded, so the kernel may read NR values.
+        let mut padded_bias = [T::ZERO; MAX_NR];
+        let padded = epilogue.map(|e| {
+            if !e.bias.is_null() && !e.bias_per_row {
+                for (j, slot) in padded_bias.iter_mut().enumerate().take(cols) {
+                    // SAFETY: the caller vouches for `cols` bias values.
+                    *slot = unsafe { *e.bias.add(j) };
+                }
+                TileEpilogue {
+                    bias: padded_bias.as_ptr(),
+                    ..*e
+                }
+            } else {
+                *e
+            }
+        });
         // Edge or strided tile: compute on a temporary tile, copy the valid part.
         let nr = self.nr;
         let tmp = scratch;
@@ -154,6 +203,7 @@ impl<T: Element> Kernel<T> {
                 beta,
                 tmp.as_mut_ptr(),
                 nr as isize,
+                padded.as_ref(),
             )
         };
         for i in 0..rows {

@@ -3,7 +3,7 @@
 //! Multiplies and adds are separate operations (no fused multiply-add), so
 //! the code stays fast on CPUs without FMA, where `mul_add` is a libm call.
 
-use super::{Kernel, TileFn};
+use super::{Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::gemm::element::Element;
 
@@ -46,6 +46,7 @@ unsafe fn tile<T: Element, const ROWS: usize>(
     beta: T,
     c: *mut T,
     rsc: isize,
+    epilogue: Option<&TileEpilogue<T>>,
 ) {
     let mut ab = [[T::ZERO; NR]; ROWS];
     for p in 0..k {
@@ -63,12 +64,21 @@ unsafe fn tile<T: Element, const ROWS: usize>(
     for (i, ab) in ab.iter().enumerate() {
         // SAFETY: row i of the tile is NR contiguous valid elements at c + i·rsc.
         let row = unsafe { core::slice::from_raw_parts_mut(c.offset(i as isize * rsc), NR) };
-        for (c, &ab) in row.iter_mut().zip(ab) {
-            *c = if beta == T::ZERO {
+        for (j, (c, &ab)) in row.iter_mut().zip(ab).enumerate() {
+            let mut out = if beta == T::ZERO {
                 alpha * ab
             } else {
                 alpha * ab + beta * *c
             };
+            if let Some(e) = epilogue {
+                if !e.bias.is_null() {
+                    // SAFETY: an epilogue bias holds NR (per column) or ROWS (per row) values.
+                    out = out + unsafe { *e.bias.add(if e.bias_per_row { i } else { j }) };
+                }
+                // SAFETY: the scalar Lanes implementation runs on every CPU.
+                out = unsafe { e.act.apply_lanes(out) };
+            }
+            *c = out;
         }
     }
 }

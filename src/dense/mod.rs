@@ -1,0 +1,343 @@
+//! Fused dense-layer kernels: `y = act(x·wᵀ + b)` and its backward pass.
+//!
+//! # Layout
+//! Weights are `(out, in)` and the bias has `out` values, PyTorch's layout,
+//! so weights interchange with PyTorch or candle state dicts:
+//!
+//! ```text
+//! x: (batch, in)   w: (out, in)   b: (out)   z = x·wᵀ + b   y = act(z): (batch, out)
+//! ```
+//!
+//! (The lecture writes `y = x·W + b` with `W = wᵀ`.)
+//!
+//! # Fusion
+//! * [`forward`]: the bias and the activation are applied by the GEMM
+//!   microkernel to each register tile before it is stored: `y` is written
+//!   once and never re-read.
+//! * [`backward`]: one pass over `dy` and `y` computes `dz = dy ⊙ act'(y)`
+//!   (the derivative from the output), the bias gradient `db = Σ_batch dz`
+//!   and, for PReLU, the slope gradient, writing `dz` in the row-major layout
+//!   both GEMMs consume: `dx = dz·w` reads it in place (no packing) and
+//!   `dw = dzᵀ·x` copy-packs it.
+//!
+//! Results are bitwise identical for any thread count: the GEMMs split only
+//! output tiles, and the reductions run in a fixed order.
+//!
+//! [`reference`] holds the unfused naive twins the tests compare against.
+
+pub mod reference;
+
+use crate::activation::Activation;
+use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused};
+
+/// Reusable scratch memory for [`backward`] (the `dz` matrix), so a
+/// training loop does not allocate per step.
+#[derive(Debug, Default)]
+pub struct Workspace<T> {
+    dz: Vec<T>,
+    db: Vec<T>,
+}
+
+impl<T: Element> Workspace<T> {
+    /// An empty workspace; it grows on first use.
+    pub fn new() -> Self {
+        Workspace {
+            dz: Vec::new(),
+            db: Vec::new(),
+        }
+    }
+}
+
+/// `y ← act(x·wᵀ + b + β·y)`, with bias and activation fused into the GEMM.
+///
+/// `accum` gives β (`Accum::Replace` never reads `y`). The activation is
+/// applied last, to the full sum.
+///
+/// # Panics
+/// If the shapes disagree (`x` is (batch, in), `w` (out, in), `b` (out),
+/// `y` (batch, out)); the message names the shapes. If the activation's
+/// parameters are invalid (see [`Activation::validate`]).
+///
+/// # Examples
+/// The lecture's logic gates as single neurons, `a = step(⟨w,x⟩ − w0)`, here with
+/// a steep sigmoid standing in for the step:
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::forward;
+/// use densekit::gemm::{Accum, MatMut, MatRef, Par};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]; // the 4 inputs, (4, 2)
+/// // AND: x1 + x2 − 3/2, OR: x1 + x2 − 1/2 (scaled by 20 to sharpen the sigmoid).
+/// let w = [20.0f32, 20.0, 20.0, 20.0]; // (out = 2, in = 2)
+/// let b = [-30.0f32, -10.0];
+/// let mut y = [0.0f32; 8];
+/// forward(MatRef::from_row_major(&x, 4, 2), MatRef::from_row_major(&w, 2, 2), Some(&b),
+///     Activation::Sigmoid, MatMut::from_row_major(&mut y, 4, 2), Accum::Replace, Par::Seq);
+/// let gates: Vec<u8> = y.iter().map(|&v| (v > 0.5) as u8).collect();
+/// assert_eq!(gates, [0, 0,  0, 1,  0, 1,  1, 1]); // (AND, OR) per input
+/// // NOT x1 is the single neuron −x1 + 1/2:
+/// let mut not = [0.0f32; 2];
+/// forward(MatRef::from_row_major(&[0.0, 1.0], 2, 1), MatRef::from_row_major(&[-20.0], 1, 1),
+///     Some(&[10.0]), Activation::Sigmoid, MatMut::from_row_major(&mut not, 2, 1),
+///     Accum::Replace, Par::Seq);
+/// assert!(not[0] > 0.5 && not[1] < 0.5);
+/// ```
+#[track_caller]
+pub fn forward<T: Element>(
+    x: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    b: Option<&[T]>,
+    act: Activation,
+    y: MatMut<'_, T>,
+    accum: Accum<T>,
+    par: Par,
+) {
+    check_forward_shapes(x, w, b, y.shape());
+    if let Err(e) = act.validate() {
+        panic!("dense::forward: {e}");
+    }
+    // x is (batch, in), wᵀ is (in, out): y (batch, out) = x·wᵀ.
+    gemm_fused(
+        Isa::selected(),
+        y,
+        accum,
+        x,
+        w.t(),
+        T::ONE,
+        Some(crate::gemm::Fused { bias: b, act }),
+        par,
+    )
+    .expect("the selected ISA is always available");
+}
+
+/// Where [`backward`] writes its gradients.
+pub struct Grads<'a, T> {
+    /// Weight gradient, `(out, in)`.
+    pub dw: MatMut<'a, T>,
+    /// Bias gradient, `out` values; `None` for a layer without bias.
+    pub db: Option<&'a mut [T]>,
+    /// Input gradient, `(batch, in)`; `None` for the first layer (skips a GEMM).
+    pub dx: Option<MatMut<'a, T>>,
+}
+
+/// Options of [`backward`].
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardOptions<T> {
+    /// `Replace` overwrites `dw` and `db` (never reading them); `Add`
+    /// accumulates into them (gradient accumulation over micro-batches).
+    /// `dx` is always replaced.
+    pub accum: Accum<T>,
+    /// L2 regularization: adds `λ·w` to `dw`, the gradient of `(λ/2)·‖w‖²`
+    /// (the lecture's `R(W, b)`). The bias is not regularized.
+    pub l2: Option<T>,
+    /// Threads for the two GEMMs.
+    pub par: Par,
+}
+
+impl<T: Element> Default for BackwardOptions<T> {
+    fn default() -> Self {
+        BackwardOptions {
+            accum: Accum::Replace,
+            l2: None,
+            par: Par::Auto,
+        }
+    }
+}
+
+/// Backward pass of [`forward`]: from `dy = ∂L/∂y`, computes
+/// `dz = dy ⊙ act'(y)`, `db = Σ_batch dz`, `dw = dzᵀ·x (+ λ·w)` and
+/// `dx = dz·w`, touching `dy` and `y` once.
+///
+/// Returns the gradient of PReLU's slope, `Σ dz·z` over `z < 0` (recovered
+/// from the output as `z = y/α`), or `None` for other activations.
+///
+/// # Panics
+/// If any shape disagrees with `x` (batch, in) and `w` (out, in); the
+/// message names the shapes. If the activation's parameters are invalid.
+///
+/// # Examples
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::{backward, BackwardOptions, Grads, Workspace};
+/// use densekit::gemm::{MatMut, MatRef};
+/// // One sample, identity activation: dw = dyᵀ·x, db = dy, dx = dy·w.
+/// let (x, w, y, dy) = ([1.0f32, 2.0], [3.0f32, 4.0], [0.0f32], [0.5f32]);
+/// let (mut dw, mut db, mut dx) = ([0.0f32; 2], [0.0f32], [0.0f32; 2]);
+/// backward(MatRef::from_row_major(&x, 1, 2), MatRef::from_row_major(&w, 1, 2),
+///     MatRef::from_row_major(&y, 1, 1), MatRef::from_row_major(&dy, 1, 1), Activation::Identity,
+///     Grads { dw: MatMut::from_row_major(&mut dw, 1, 2), db: Some(&mut db),
+///             dx: Some(MatMut::from_row_major(&mut dx, 1, 2)) },
+///     BackwardOptions::default(), &mut Workspace::new());
+/// assert_eq!((dw, db, dx), ([0.5, 1.0], [0.5], [1.5, 2.0]));
+/// ```
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Element>(
+    x: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    dy: MatRef<'_, T>,
+    act: Activation,
+    grads: Grads<'_, T>,
+    options: BackwardOptions<T>,
+    workspace: &mut Workspace<T>,
+) -> Option<T> {
+    let Grads { mut dw, db, dx } = grads;
+    let ((batch, inputs), outputs) = (x.shape(), w.nrows());
+    check_backward_shapes(x, w, y, dy, &dw, db.as_deref(), dx.as_ref());
+    if let Err(e) = act.validate() {
+        panic!("dense::backward: {e}");
+    }
+
+    // One pass over dy and y: dz (row-major, batch × out), Σ_batch dz and PReLU's slope gradient.
+    let Workspace { dz, db: db_sum } = workspace;
+    dz.clear();
+    dz.resize(batch * outputs, T::ZERO);
+    db_sum.clear();
+    db_sum.resize(outputs, T::ZERO);
+    let slope_grad = derivative_pass(act, y, dy, dz, db_sum);
+    if let Some(db) = db {
+        let beta = options.accum.beta();
+        for (db, &sum) in db.iter_mut().zip(db_sum.iter()) {
+            *db = if beta == T::ZERO {
+                sum
+            } else {
+                beta * *db + sum
+            };
+        }
+    }
+    let dz_view = MatRef::from_row_major(&dz[..], batch, outputs);
+
+    // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w.
+    let mut accum = options.accum;
+    if let Some(lambda) = options.l2 {
+        let beta = accum.beta();
+        for o in 0..outputs {
+            for i in 0..inputs {
+                let prior = if beta == T::ZERO {
+                    T::ZERO
+                } else {
+                    beta * dw.get(o, i)
+                };
+                dw.set(o, i, prior + lambda * w.get(o, i));
+            }
+        }
+        accum = Accum::Add;
+    }
+    gemm_fused(
+        Isa::selected(),
+        dw,
+        accum,
+        dz_view.t(),
+        x,
+        T::ONE,
+        None,
+        options.par,
+    )
+    .expect("the selected ISA is always available");
+
+    // dx (batch, in) = dz (batch, out) · w (out, in).
+    if let Some(dx) = dx {
+        gemm_fused(
+            Isa::selected(),
+            dx,
+            Accum::Replace,
+            dz_view,
+            w,
+            T::ONE,
+            None,
+            options.par,
+        )
+        .expect("the selected ISA is always available");
+    }
+    slope_grad
+}
+
+/// `dz = dy ⊙ act'(y)` into `dz` (row-major), `Σ_batch dz` into `db_sum`
+/// (summed in batch order), returning PReLU's slope gradient.
+fn derivative_pass<T: Element>(
+    act: Activation,
+    y: MatRef<'_, T>,
+    dy: MatRef<'_, T>,
+    dz: &mut [T],
+    db_sum: &mut [T],
+) -> Option<T> {
+    let outputs = db_sum.len();
+    let slope = match act {
+        Activation::PRelu(a) => Some(T::from_f64(a as f64)),
+        _ => None,
+    };
+    let mut slope_grad = T::ZERO;
+    for (b, dz_row) in dz.chunks_exact_mut(outputs.max(1)).enumerate() {
+        for (o, (dz, db)) in dz_row.iter_mut().zip(db_sum.iter_mut()).enumerate() {
+            let (yv, dyv) = (y.get(b, o), dy.get(b, o));
+            *dz = dyv * act.derivative_from_output(yv);
+            *db = *db + *dz;
+            if let Some(a) = slope
+                && yv <= T::ZERO
+            {
+                slope_grad = slope_grad + dyv * (yv * (T::ONE / a));
+            }
+        }
+    }
+    slope.map(|_| slope_grad)
+}
+
+#[track_caller]
+fn check_forward_shapes<T>(x: MatRef<'_, T>, w: MatRef<'_, T>, b: Option<&[T]>, y: (usize, usize)) {
+    let ((batch, inputs), (outputs, w_in)) = (x.shape(), w.shape());
+    assert!(
+        inputs == w_in,
+        "dense: x is {batch}×{inputs} (batch × in) but w is {outputs}×{w_in} (out × in): the `in` sizes differ"
+    );
+    assert!(
+        y == (batch, outputs),
+        "dense: y is {}×{} but x is {batch}×{inputs} and w is {outputs}×{w_in}, so y must be {batch}×{outputs}",
+        y.0,
+        y.1
+    );
+    if let Some(b) = b {
+        assert!(
+            b.len() == outputs,
+            "dense: the bias has {} values but w is {outputs}×{w_in} (one per output)",
+            b.len()
+        );
+    }
+}
+
+#[track_caller]
+fn check_backward_shapes<T>(
+    x: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    dy: MatRef<'_, T>,
+    dw: &MatMut<'_, T>,
+    db: Option<&[T]>,
+    dx: Option<&MatMut<'_, T>>,
+) {
+    check_forward_shapes(x, w, db, y.shape());
+    let named = [("dy", dy.shape(), y.shape()), ("dw", dw.shape(), w.shape())];
+    for (name, got, want) in named {
+        assert!(
+            got == want,
+            "dense::backward: {name} is {}×{} but must be {}×{} (x is {}×{}, w is {}×{})",
+            got.0,
+            got.1,
+            want.0,
+            want.1,
+            x.nrows(),
+            x.ncols(),
+            w.nrows(),
+            w.ncols()
+        );
+    }
+    if let Some(dx) = dx {
+        assert!(
+            dx.shape() == x.shape(),
+            "dense::backward: dx is {}×{} but x is {}×{}",
+            dx.nrows(),
+            dx.ncols(),
+            x.nrows(),
+            x.ncols()
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Losses with their gradients, each computed in one pass.
+
+use crate::gemm::{Element, MatMut, MatRef};
+
+/// Softmax followed by cross-entropy against integer labels, fused.
+///
+/// For logits `z` of shape (batch, classes) and labels `t`, returns the mean
+/// loss `(1/batch)·Σ_r [log Σ_c e^{z_rc} − z_{r,t_r}]` and writes
+/// `dlogits = (softmax(z) − onehot(t)) / batch`, its exact gradient, in the
+/// same pass. Uses the log-sum-exp shift by the row maximum, so large logits
+/// neither overflow nor lose the answer; sums run in f64.
+///
+/// # Panics
+/// If `labels.len()` is not the batch size, a label is ≥ the number of
+/// classes, or `dlogits` is not the shape of `logits` (names the shapes).
+///
+/// ```
+/// use densekit::gemm::{MatMut, MatRef};
+/// use densekit::loss::softmax_cross_entropy;
+/// let logits = [1000.0f32, 1000.0]; // one sample, two equal classes
+/// let mut grad = [0.0f32; 2];
+/// let loss = softmax_cross_entropy(MatRef::from_row_major(&logits, 1, 2), &[1],
+///     MatMut::from_row_major(&mut grad, 1, 2));
+/// assert!((loss - std::f64::consts::LN_2).abs() < 1e-12);
+/// assert_eq!(grad, [0.5, -0.5]);
+/// ```
+#[track_caller]
+pub fn softmax_cross_entropy<T: Element>(
+    logits: MatRef<'_, T>,
+    labels: &[usize],
+    mut dlogits: MatMut<'_, T>,
+) -> f64 {
+    let (batch, classes) = logits.shape();
+    assert!(
+        labels.len() == batch,
+        "softmax_cross_entropy: {} labels for {batch}×{classes} logits",
+        labels.len()
+    );
+    assert!(
+        dlogits.shape() == (batch, classes),
+        "softmax_cross_entropy: dlogits is {}×{} but logits are {batch}×{classes}",
+        dlogits.nrows(),
+        dlogits.ncols()
+    );
+    if let Some((r, &t)) = labels.iter().enumerate().find(|&(_, &t)| t >= classes) {
+        panic!(
+            "softmax_cross_entropy: label {t} of sample {r} is out of range for {classes} classes"
+        );
+    }
+    let scale = 1.0 / batch.max(1) as f64;
+    let mut total = 0.0;
+    for (r, &label) in labels.iter().enumerate() {
+        let max = (0..classes)
+            .map(|c| logits.get(r, c).to_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = (0..classes)
+            .map(|c| (logits.get(r, c).to_f64() - max).exp())
+            .sum();
+        let log_sum = sum.ln();
+        total += log_sum - (logits.get(r, label).to_f64() - max);
+        for c in 0..classes {
+            let p = (logits.get(r, c).to_f64() - max - log_sum).exp();
+            let onehot = if c == label { 1.0 } else { 0.0 };
+            dlogits.set(r, c, T::from_f64((p - onehot) * scale));
+        }
+    }
+    total * scale
+}
+
+/// Mean squared error `(1/N)·Σ (p − t)²` over all `N` elements, writing its
+/// gradient `dpred = 2·(p − t)/N` in the same pass.
+///
+/// # Panics
+/// If `target` or `dpred` differ in shape from `pred` (names the shapes).
+///
+/// ```
+/// use densekit::gemm::{MatMut, MatRef};
+/// use densekit::loss::mse;
+/// let mut d = [0.0f64; 2];
+/// let loss = mse(MatRef::from_row_major(&[1.0, 3.0], 1, 2),
+///     MatRef::from_row_major(&[0.0, 1.0], 1, 2), MatMut::from_row_major(&mut d, 1, 2));
+/// assert_eq!(loss, 2.5);
+/// assert_eq!(d, [1.0, 2.0]);
+/// ```
+#[track_caller]
+pub fn mse<T: Element>(
+    pred: MatRef<'_, T>,
+    target: MatRef<'_, T>,
+    mut dpred: MatMut<'_, T>,
+) -> f64 {
+    let (rows, cols) = pred.shape();
+    for (name, shape) in [("target", target.shape()), ("dpred", dpred.shape())] {
+        assert!(
+            shape == (rows, cols),
+            "mse: {name} is {}×{} but pred is {rows}×{cols}",
+            shape.0,
+            shape.1
+        );
+    }
+    let n = (rows * cols).max(1) as f64;
+    let mut total = 0.0;
+    for r in 0..rows {
+        for c in 0..cols {
+            let diff = pred.get(r, c).to_f64() - target.get(r, c).to_f64();
+            total += diff * diff;
+            dpred.set(r, c, T::from_f64(2.0 * diff / n));
+        }
+    }
+    total / n
+}
