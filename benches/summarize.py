@@ -28,8 +28,38 @@ def key(shape):
     m, k, n = (int(x) for x in shape.split("x"))
     return (m != k or k != n, m * k * n)
 
+def median_us(group, func, shape):
+    try:
+        est = json.load(open(os.path.join(root, group, func, shape, "new", "estimates.json")))
+    except FileNotFoundError:
+        return None
+    return est["median"]["point_estimate"] / 1000.0
+
+def dense_table(group):
+    gdir = os.path.join(root, group)
+    funcs = sorted(f for f in os.listdir(gdir) if os.path.isdir(os.path.join(gdir, f)) and f != "report")
+    shapes = sorted({s for f in funcs for s in os.listdir(os.path.join(gdir, f)) if s != "report"},
+                    key=lambda s: tuple(int(x) for x in s.split("x"))[::-1])
+    bare = "bare_gemm" if "bare_gemm" in funcs else "bare_gemms"
+    acts = sorted({f.split("_", 1)[1] for f in funcs if f.startswith("fused_")})
+    print(f"\n### {group} (median µs; shapes batch×in×out)\n")
+    head = ["shape", bare] + [x for a in acts for x in (f"fused {a}", f"unfused {a}", f"fused/bare {a}", f"unfused/fused {a}")]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for s in shapes:
+        b = median_us(group, bare, s)
+        row = [s.replace("x", "×"), f"{b:.1f}" if b else "–"]
+        for a in acts:
+            f, u = median_us(group, f"fused_{a}", s), median_us(group, f"unfused_{a}", s)
+            row += [f"{f:.1f}" if f else "–", f"{u:.1f}" if u else "–",
+                    f"{f / b:.2f}×" if f and b else "–", f"{u / f:.2f}×" if f and u else "–"]
+        print("| " + " | ".join(row) + " |")
+
 for group in groups:
     gdir = os.path.join(root, group)
+    if group.startswith("dense_"):
+        dense_table(group)
+        continue
     funcs = sorted(f for f in os.listdir(gdir) if os.path.isdir(os.path.join(gdir, f)) and f != "report")
     shapes = sorted({s for f in funcs for s in os.listdir(os.path.join(gdir, f)) if s != "report"}, key=key)
     peak = peaks.get("--peak2" if "2t" in group else "--peak1")

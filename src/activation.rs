@@ -235,3 +235,120 @@ unsafe fn activation_avx2<V: Lanes>(values: &mut [V::Elem], act: Activation) {
         tail.copy_from_slice(&pad[..n]);
     }
 }
+
+/// One row of a dense layer's backward pass: `dz = dy ⊙ act'(y)`,
+/// `db_sum += dz`, returning this row's PReLU slope-gradient contribution
+/// `Σ dy·y/α` over `y ≤ 0` (zero for other activations). All four slices
+/// have the row's length.
+pub(crate) fn backward_row<T: Element>(
+    act: Activation,
+    y: &[T],
+    dy: &[T],
+    dz: &mut [T],
+    db_sum: &mut [T],
+) -> T {
+    debug_assert!(y.len() == dy.len() && dy.len() == dz.len() && dz.len() == db_sum.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::selected() == Isa::Avx2Fma {
+        // SAFETY: AVX2 and FMA were detected (Isa::selected only returns available ISAs).
+        return unsafe { backward_row_avx2::<T::Avx2>(act, y, dy, dz, db_sum) };
+    }
+    // SAFETY: the scalar Lanes implementation runs on every CPU.
+    unsafe { backward_row_body::<T>(act, y, dy, dz, db_sum) }
+}
+
+/// AVX2 shim of [`backward_row`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_row_avx2<V: Lanes>(
+    act: Activation,
+    y: &[V::Elem],
+    dy: &[V::Elem],
+    dz: &mut [V::Elem],
+    db_sum: &mut [V::Elem],
+) -> V::Elem {
+    // SAFETY: AVX2+FMA are enabled here.
+    unsafe { backward_row_body::<V>(act, y, dy, dz, db_sum) }
+}
+
+/// One vector of [`backward_row`]. A function, not a closure: closures are
+/// compiled without the caller's target features, so their intrinsics would
+/// not inline.
+///
+/// # Safety
+/// As [`Lanes`]; each pointer addresses LANES valid elements.
+#[inline(always)]
+unsafe fn backward_step<V: Lanes>(
+    act: Activation,
+    inv_slope: Option<V::Elem>,
+    [y, dy]: [*const V::Elem; 2],
+    [dz, db]: [*mut V::Elem; 2],
+    slope: &mut V,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let (yv, dyv) = (V::loadu(y), V::loadu(dy));
+        let g = act.backward_lanes(yv, dyv);
+        g.storeu(dz);
+        V::loadu(db).add(g).storeu(db);
+        if let Some(inv) = inv_slope {
+            let zero = V::splat(V::Elem::ZERO);
+            let contribution = dyv.mul(yv).mul(V::splat(inv));
+            *slope = slope.add(yv.gt_select(zero, zero, contribution));
+        }
+    }
+}
+
+/// The body of [`backward_row`] for any lane type: whole vectors, then the
+/// tail through padded vectors (so every element sees the same instructions).
+///
+/// # Safety
+/// As [`Lanes`].
+#[inline(always)]
+unsafe fn backward_row_body<V: Lanes>(
+    act: Activation,
+    y: &[V::Elem],
+    dy: &[V::Elem],
+    dz: &mut [V::Elem],
+    db_sum: &mut [V::Elem],
+) -> V::Elem {
+    let l = V::LANES;
+    let inv_slope = match act {
+        Activation::PRelu(a) => Some(V::Elem::ONE / V::Elem::from_f64(a as f64)),
+        _ => None,
+    };
+    // SAFETY (whole body): every pointer below addresses LANES elements
+    // inside a slice of the row's length, or inside an 8-element pad.
+    unsafe {
+        let mut slope = V::splat(V::Elem::ZERO);
+        let whole = y.len() / l * l;
+        for i in (0..whole).step_by(l) {
+            let (yp, dyp) = (y.as_ptr().add(i), dy.as_ptr().add(i));
+            let (dzp, dbp) = (dz.as_mut_ptr().add(i), db_sum.as_mut_ptr().add(i));
+            backward_step::<V>(act, inv_slope, [yp, dyp], [dzp, dbp], &mut slope);
+        }
+        let rest = y.len() - whole;
+        if rest > 0 {
+            let mut pads = [[V::Elem::ZERO; 8]; 4];
+            pads[0][..rest].copy_from_slice(&y[whole..]);
+            pads[1][..rest].copy_from_slice(&dy[whole..]);
+            pads[3][..rest].copy_from_slice(&db_sum[whole..]);
+            let [py, pdy, pdz, pdb] = &mut pads;
+            backward_step::<V>(
+                act,
+                inv_slope,
+                [py.as_ptr(), pdy.as_ptr()],
+                [pdz.as_mut_ptr(), pdb.as_mut_ptr()],
+                &mut slope,
+            );
+            dz[whole..].copy_from_slice(&pdz[..rest]);
+            db_sum[whole..].copy_from_slice(&pdb[..rest]);
+        }
+        let mut lanes = [V::Elem::ZERO; 8];
+        slope.storeu(lanes.as_mut_ptr());
+        lanes[..l].iter().fold(V::Elem::ZERO, |s, &v| s + v)
+    }
+}

@@ -27,7 +27,7 @@
 
 pub mod reference;
 
-use crate::activation::Activation;
+use crate::activation::{Activation, backward_row};
 use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused};
 
 /// Reusable scratch memory for [`backward`] (the `dz` matrix), so a
@@ -262,24 +262,23 @@ fn derivative_pass<T: Element>(
     db_sum: &mut [T],
 ) -> Option<T> {
     let outputs = db_sum.len();
-    let slope = match act {
-        Activation::PRelu(a) => Some(T::from_f64(a as f64)),
-        _ => None,
-    };
     let mut slope_grad = T::ZERO;
+    let (mut y_row, mut dy_row) = (vec![], vec![]);
     for (b, dz_row) in dz.chunks_exact_mut(outputs.max(1)).enumerate() {
-        for (o, (dz, db)) in dz_row.iter_mut().zip(db_sum.iter_mut()).enumerate() {
-            let (yv, dyv) = (y.get(b, o), dy.get(b, o));
-            *dz = dyv * act.derivative_from_output(yv);
-            *db = *db + *dz;
-            if let Some(a) = slope
-                && yv <= T::ZERO
-            {
-                slope_grad = slope_grad + dyv * (yv * (T::ONE / a));
+        // Rows with unit stride are used as they are; others are gathered once.
+        let (y_row, dy_row) = match (y.row(b), dy.row(b)) {
+            (Some(y), Some(dy)) => (y, dy),
+            _ => {
+                y_row.clear();
+                y_row.extend((0..outputs).map(|o| y.get(b, o)));
+                dy_row.clear();
+                dy_row.extend((0..outputs).map(|o| dy.get(b, o)));
+                (&y_row[..], &dy_row[..])
             }
-        }
+        };
+        slope_grad = slope_grad + backward_row(act, y_row, dy_row, dz_row, db_sum);
     }
-    slope.map(|_| slope_grad)
+    matches!(act, Activation::PRelu(_)).then_some(slope_grad)
 }
 
 #[track_caller]

@@ -56,9 +56,19 @@ fn reads_b_in_place<P>(b: &Operand<P>, m: usize) -> bool {
     b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS
 }
 
+/// Row strides that are a multiple of this many bytes put every row of an
+/// A sliver in the same L1 sets; such A is packed when it is reused much.
+const L1_ALIASING_STRIDE: usize = 4096;
+
 /// Whether the A blocks of a panel with `slivers` B slivers are read in place.
-fn reads_a_in_place<P>(a: &Operand<P>, slivers: usize) -> bool {
-    a.cs == 1 && slivers <= A_IN_PLACE_MAX_SLIVERS
+///
+/// A contiguous along k can feed the kernel's broadcasts directly from its
+/// rows, which saves the transposing pack; only rows a multiple of 4 KiB
+/// apart are packed (unless the panel is narrow), as they would all compete
+/// for the same few L1 sets.
+fn reads_a_in_place<T, P>(a: &Operand<P>, slivers: usize) -> bool {
+    let aliasing = (a.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
+    a.cs == 1 && (slivers <= A_IN_PLACE_MAX_SLIVERS || !aliasing)
 }
 
 /// A rough cycle count for computing `C = A·B` in this orientation: the
@@ -87,7 +97,7 @@ fn cost<T: Element, P, Q>(
         elements as f64 * per
     };
     let panel_slivers = n.min(kernel.nc).div_ceil(nr);
-    let pack_a = if reads_a_in_place(&a, panel_slivers) {
+    let pack_a = if reads_a_in_place::<T, _>(&a, panel_slivers) {
         0.0
     } else {
         pack(m * k, a.rs == 1)
@@ -261,7 +271,7 @@ unsafe fn blocked<T: Element>(
             } else {
                 b_buf.slice::<T>(slivers * nr * kc)
             };
-            let in_place = reads_a_in_place(&a, slivers);
+            let in_place = reads_a_in_place::<T, _>(&a, slivers);
             // One task: the A block `block` times the B slivers of `group`,
             // found through `b_slivers`.
             let last_panel = pc + kc == k;

@@ -221,6 +221,33 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Row `i` as a slice, when the columns are contiguous (unit column
+    /// stride, or a single column); `None` otherwise.
+    ///
+    /// ```
+    /// use densekit::gemm::MatRef;
+    /// let data = [1.0f32, 2.0, 3.0, 4.0];
+    /// assert_eq!(MatRef::from_row_major(&data, 2, 2).row(1), Some(&[3.0, 4.0][..]));
+    /// assert_eq!(MatRef::from_col_major(&data, 2, 2).row(1), None);
+    /// ```
+    ///
+    /// # Panics
+    /// If `i ≥ nrows()`.
+    #[track_caller]
+    pub fn row(&self, i: usize) -> Option<&'a [T]> {
+        let cols = self.layout.cols;
+        if cols == 0 {
+            assert!(
+                i < self.layout.rows,
+                "row {i} out of range for {} rows",
+                self.layout.rows
+            );
+            return Some(&[]);
+        }
+        let start = self.layout.index(i, 0);
+        (self.layout.cs == 1 || cols == 1).then(|| &self.data[start..start + cols])
+    }
+
     common_view_methods!();
 
     /// Pointer to element `(0, 0)`; with the strides it addresses every element.
