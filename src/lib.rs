@@ -19,11 +19,15 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod data;
 pub mod dense;
 pub mod gemm;
 pub mod loss;
+pub mod mlp;
+pub mod optim;
 mod par;
 mod simd;
+pub mod train;
 
 pub use gemm::raw::{dgemm, sgemm};
 pub use par::Par;

@@ -190,8 +190,9 @@ pub fn backward<T: Element>(
 
     // One pass over dy and y: dz (row-major, batch × out), Σ_batch dz and PReLU's slope gradient.
     let Workspace { dz, db: db_sum } = workspace;
-    dz.clear();
+    // Every dz entry is written by the pass: only grow, never clear.
     dz.resize(batch * outputs, T::ZERO);
+    dz.truncate(batch * outputs);
     db_sum.clear();
     db_sum.resize(outputs, T::ZERO);
     let slope_grad = derivative_pass(act, y, dy, dz, db_sum);

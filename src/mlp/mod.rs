@@ -1,0 +1,331 @@
+//! A multilayer perceptron on the fused dense kernels.
+//!
+//! Layers are `(out, in)` weight matrices plus biases, stored back to back in
+//! one flat parameter buffer (`w₀, b₀, w₁, b₁, …`); gradients use the same
+//! layout, so an optimizer updates the whole network in one loop. Hidden
+//! layers share one activation; the output layer emits logits for softmax
+//! cross-entropy.
+
+mod file;
+
+pub use file::{ModelError, NORMALIZATION};
+
+use std::ops::Range;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::activation::Activation;
+use crate::dense::{self, BackwardOptions, Grads, Workspace};
+use crate::gemm::{Accum, MatMut, MatRef, Par};
+use crate::loss::softmax_cross_entropy;
+
+/// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mlp {
+    sizes: Vec<usize>,
+    hidden: Activation,
+    params: Vec<f32>,
+}
+
+/// Buffers reused across steps (activations, their gradients, kernel scratch).
+#[derive(Debug, Default)]
+pub struct MlpWorkspace {
+    /// Output of each layer, `batch × size`, row-major; the last holds logits.
+    outputs: Vec<Vec<f32>>,
+    /// Gradient of the loss w.r.t. each layer's output.
+    output_grads: Vec<Vec<f32>>,
+    dense: Workspace<f32>,
+}
+
+impl MlpWorkspace {
+    /// An empty workspace; buffers grow on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Loss and correct predictions of one batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchStats {
+    /// Mean cross-entropy over the batch.
+    pub loss: f64,
+    /// How many samples the argmax of the logits got right.
+    pub correct: usize,
+}
+
+impl Mlp {
+    /// A network with the given layer sizes (e.g. `[784, 256, 10]`), hidden
+    /// activation, and weights drawn from `seed`: He-uniform for the ReLU
+    /// family, Glorot-uniform for sigmoid, tanh, identity and the output
+    /// layer (Keras's default); biases start at zero.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[784, 256, 10], Activation::Relu, 7);
+    /// assert_eq!(net.params().len(), 784 * 256 + 256 + 256 * 10 + 10);
+    /// assert_eq!(net, Mlp::new(&[784, 256, 10], Activation::Relu, 7)); // seeded
+    /// ```
+    ///
+    /// # Panics
+    /// With fewer than two sizes, a zero size, or an invalid activation.
+    #[track_caller]
+    pub fn new(sizes: &[usize], hidden: Activation, seed: u64) -> Mlp {
+        assert!(
+            sizes.len() >= 2 && sizes.iter().all(|&s| s > 0),
+            "Mlp::new: need at least an input and an output size, all positive; got {sizes:?}"
+        );
+        if let Err(e) = hidden.validate() {
+            panic!("Mlp::new: {e}");
+        }
+        let mut net = Mlp {
+            sizes: sizes.to_vec(),
+            hidden,
+            params: vec![0.0; param_count(sizes)],
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        for layer in 0..net.layers() {
+            let (inputs, outputs) = (sizes[layer], sizes[layer + 1]);
+            let he = matches!(
+                net.activation(layer),
+                Activation::Relu | Activation::LeakyRelu(_) | Activation::PRelu(_)
+            );
+            let limit = if he {
+                (6.0 / inputs as f64).sqrt()
+            } else {
+                (6.0 / (inputs + outputs) as f64).sqrt()
+            } as f32;
+            let (w, _) = net.layer_ranges(layer);
+            for p in &mut net.params[w] {
+                *p = rng.random_range(-limit..limit);
+            }
+        }
+        net
+    }
+
+    /// Builds a network from existing parameters (e.g. loaded from a file).
+    ///
+    /// # Errors
+    /// A message if `params` does not have the length `sizes` imply.
+    pub fn from_parts(
+        sizes: &[usize],
+        hidden: Activation,
+        params: Vec<f32>,
+    ) -> Result<Mlp, String> {
+        if sizes.len() < 2 || sizes.contains(&0) {
+            return Err(format!("invalid layer sizes {sizes:?}"));
+        }
+        hidden.validate()?;
+        let want = param_count(sizes);
+        if params.len() != want {
+            return Err(format!(
+                "{} parameters given but sizes {sizes:?} need {want}",
+                params.len()
+            ));
+        }
+        Ok(Mlp {
+            sizes: sizes.to_vec(),
+            hidden,
+            params,
+        })
+    }
+
+    /// Layer sizes, input first.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Number of dense layers.
+    pub fn layers(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// The hidden layers' activation.
+    pub fn hidden_activation(&self) -> Activation {
+        self.hidden
+    }
+
+    /// The activation of `layer` (identity for the output layer: it emits logits).
+    pub fn activation(&self, layer: usize) -> Activation {
+        if layer + 1 == self.layers() {
+            Activation::Identity
+        } else {
+            self.hidden
+        }
+    }
+
+    /// All parameters, `w₀, b₀, w₁, b₁, …` (each `w` row-major `(out, in)`).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// All parameters, mutably (for optimizers).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// Where layer `layer`'s weight and bias live in the flat buffer.
+    pub fn layer_ranges(&self, layer: usize) -> (Range<usize>, Range<usize>) {
+        let start = param_count(&self.sizes[..=layer]);
+        let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
+        let w = start..start + inputs * outputs;
+        (w.clone(), w.end..w.end + outputs)
+    }
+
+    /// Layer `layer`'s weight `(out, in)`.
+    pub fn weight(&self, layer: usize) -> MatRef<'_, f32> {
+        let (w, _) = self.layer_ranges(layer);
+        MatRef::from_row_major(&self.params[w], self.sizes[layer + 1], self.sizes[layer])
+    }
+
+    /// Layer `layer`'s bias.
+    pub fn bias(&self, layer: usize) -> &[f32] {
+        let (_, b) = self.layer_ranges(layer);
+        &self.params[b]
+    }
+
+    /// Multiply-adds of one forward pass per sample (the sum of `in·out`).
+    pub fn macs_per_sample(&self) -> usize {
+        self.sizes.windows(2).map(|w| w[0] * w[1]).sum()
+    }
+
+    /// Runs the network on `x` (batch × inputs), returning the logits
+    /// (batch × classes, row-major) held in the workspace.
+    ///
+    /// # Panics
+    /// If `x` does not have `sizes[0]` columns.
+    #[track_caller]
+    pub fn forward<'w>(&self, x: MatRef<'_, f32>, ws: &'w mut MlpWorkspace, par: Par) -> &'w [f32] {
+        assert!(
+            x.ncols() == self.sizes[0],
+            "Mlp::forward: x is {}×{} but the network takes {} inputs",
+            x.nrows(),
+            x.ncols(),
+            self.sizes[0]
+        );
+        let batch = x.nrows();
+        ws.outputs.resize_with(self.layers(), Vec::new);
+        for layer in 0..self.layers() {
+            let outputs = self.sizes[layer + 1];
+            let (done, rest) = ws.outputs.split_at_mut(layer);
+            let y = &mut rest[0];
+            y.resize(batch * outputs, 0.0);
+            let input = match layer {
+                0 => x,
+                _ => MatRef::from_row_major(&done[layer - 1], batch, self.sizes[layer]),
+            };
+            dense::forward(
+                input,
+                self.weight(layer),
+                Some(self.bias(layer)),
+                self.activation(layer),
+                MatMut::from_row_major(y, batch, outputs),
+                Accum::Replace,
+                par,
+            );
+        }
+        &ws.outputs[self.layers() - 1]
+    }
+
+    /// One forward and backward pass: writes the gradient of the mean
+    /// cross-entropy over the batch into `grads` (laid out like
+    /// [`params`](Self::params)) and returns the batch's loss and accuracy.
+    ///
+    /// # Panics
+    /// On mismatched shapes (names them), or labels out of range.
+    #[track_caller]
+    pub fn gradients(
+        &self,
+        x: MatRef<'_, f32>,
+        labels: &[usize],
+        grads: &mut [f32],
+        ws: &mut MlpWorkspace,
+        par: Par,
+    ) -> BatchStats {
+        assert!(
+            grads.len() == self.params.len(),
+            "Mlp::gradients: {} gradient slots for {} parameters",
+            grads.len(),
+            self.params.len()
+        );
+        let batch = x.nrows();
+        let classes = *self.sizes.last().expect("at least two sizes");
+        self.forward(x, ws, par);
+        let layers = self.layers();
+        ws.output_grads.resize_with(layers, Vec::new);
+        let logits = &ws.outputs[layers - 1];
+        let correct = count_correct(logits, labels, classes);
+        let dlogits = &mut ws.output_grads[layers - 1];
+        dlogits.resize(batch * classes, 0.0);
+        let loss = softmax_cross_entropy(
+            MatRef::from_row_major(logits, batch, classes),
+            labels,
+            MatMut::from_row_major(dlogits, batch, classes),
+        );
+        for layer in (0..layers).rev() {
+            let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
+            let (w_range, b_range) = self.layer_ranges(layer);
+            let (before, after) = grads.split_at_mut(b_range.start);
+            let dw = &mut before[w_range];
+            let db = &mut after[..outputs];
+            let (lower, upper) = ws.output_grads.split_at_mut(layer);
+            let dy = &upper[0];
+            let input = match layer {
+                0 => x,
+                _ => MatRef::from_row_major(&ws.outputs[layer - 1], batch, inputs),
+            };
+            let dx = match layer {
+                0 => None,
+                _ => {
+                    let dx = &mut lower[layer - 1];
+                    dx.resize(batch * inputs, 0.0);
+                    Some(MatMut::from_row_major(dx, batch, inputs))
+                }
+            };
+            dense::backward(
+                input,
+                self.weight(layer),
+                MatRef::from_row_major(&ws.outputs[layer], batch, outputs),
+                MatRef::from_row_major(dy, batch, outputs),
+                self.activation(layer),
+                Grads {
+                    dw: MatMut::from_row_major(dw, outputs, inputs),
+                    db: Some(db),
+                    dx,
+                },
+                BackwardOptions {
+                    accum: Accum::Replace,
+                    l2: None,
+                    par,
+                },
+                &mut ws.dense,
+            );
+        }
+        BatchStats { loss, correct }
+    }
+}
+
+/// Parameters of a network with these sizes.
+fn param_count(sizes: &[usize]) -> usize {
+    sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+}
+
+/// The index of the largest logit of each row (the first on ties).
+pub fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
+    logits.chunks_exact(classes).map(|row| {
+        row.iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                if v > best.1 { (i, v) } else { best }
+            })
+            .0
+    })
+}
+
+fn count_correct(logits: &[f32], labels: &[usize], classes: usize) -> usize {
+    argmax_rows(logits, classes)
+        .zip(labels)
+        .filter(|(p, l)| p == *l)
+        .count()
+}

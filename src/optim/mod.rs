@@ -1,0 +1,283 @@
+//! Optimizers over a flat parameter buffer, with PyTorch's update rules and
+//! defaults, and learning-rate schedules.
+//!
+//! ```
+//! use densekit::optim::{Optimizer, Sgd};
+//! let opt = Optimizer::Sgd(Sgd { lr: 0.1, ..Sgd::default() });
+//! let mut params = [1.0f32, -2.0];
+//! let mut state = opt.state(params.len());
+//! opt.update(&mut state, &mut params, &[0.5, -1.0], opt.lr());
+//! assert_eq!(params, [0.95, -1.9]);
+//! ```
+
+/// How weight decay enters the update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WeightDecay {
+    /// L2 regularization as in the lecture: `λ·p` is added to the gradient
+    /// (PyTorch's `weight_decay` for SGD, Adam and RMSprop).
+    Coupled(f32),
+    /// Decoupled (AdamW): `p ← p − lr·λ·p`, apart from the adaptive step.
+    Decoupled(f32),
+}
+
+impl Default for WeightDecay {
+    fn default() -> Self {
+        WeightDecay::Coupled(0.0)
+    }
+}
+
+/// Stochastic gradient descent with optional (Nesterov) momentum, as `torch.optim.SGD`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    /// Learning rate (default 0.01, Keras's; PyTorch requires one).
+    pub lr: f32,
+    /// Momentum factor (default 0: plain SGD).
+    pub momentum: f32,
+    /// Nesterov momentum (default false).
+    pub nesterov: bool,
+    /// Weight decay (default none).
+    pub weight_decay: WeightDecay,
+}
+
+impl Default for Sgd {
+    fn default() -> Self {
+        Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: WeightDecay::default(),
+        }
+    }
+}
+
+/// Adam (or AdamW with [`WeightDecay::Decoupled`]), as `torch.optim.Adam`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// Learning rate (default 1e-3).
+    pub lr: f32,
+    /// Decay rates of the first and second moment estimates (default 0.9, 0.999).
+    pub betas: (f32, f32),
+    /// Added to the denominator (default 1e-8).
+    pub eps: f32,
+    /// Weight decay (default none).
+    pub weight_decay: WeightDecay,
+}
+
+impl Default for Adam {
+    fn default() -> Self {
+        Adam {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: WeightDecay::default(),
+        }
+    }
+}
+
+/// RMSprop, as `torch.optim.RMSprop` (non-centered).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsProp {
+    /// Learning rate (default 0.01).
+    pub lr: f32,
+    /// Smoothing constant of the squared-gradient average (default 0.99).
+    pub alpha: f32,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f32,
+    /// Momentum factor (default 0).
+    pub momentum: f32,
+    /// Weight decay (default none).
+    pub weight_decay: WeightDecay,
+}
+
+impl Default for RmsProp {
+    fn default() -> Self {
+        RmsProp {
+            lr: 0.01,
+            alpha: 0.99,
+            eps: 1e-8,
+            momentum: 0.0,
+            weight_decay: WeightDecay::default(),
+        }
+    }
+}
+
+/// An optimizer and its state (moment buffers, step count).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Optimizer {
+    /// See [`Sgd`].
+    Sgd(Sgd),
+    /// See [`Adam`].
+    Adam(Adam),
+    /// See [`RmsProp`].
+    RmsProp(RmsProp),
+}
+
+impl Optimizer {
+    /// The configured base learning rate.
+    pub fn lr(&self) -> f32 {
+        match self {
+            Optimizer::Sgd(o) => o.lr,
+            Optimizer::Adam(o) => o.lr,
+            Optimizer::RmsProp(o) => o.lr,
+        }
+    }
+
+    /// A fresh state for `params` parameters.
+    pub fn state(&self, params: usize) -> OptimizerState {
+        let buffers = match self {
+            Optimizer::Sgd(o) if o.momentum == 0.0 => 0,
+            Optimizer::Sgd(_) => 1,
+            Optimizer::Adam(_) => 2,
+            Optimizer::RmsProp(o) if o.momentum == 0.0 => 1,
+            Optimizer::RmsProp(_) => 2,
+        };
+        OptimizerState {
+            step: 0,
+            first: vec![0.0; if buffers >= 1 { params } else { 0 }],
+            second: vec![0.0; if buffers >= 2 { params } else { 0 }],
+        }
+    }
+
+    /// One update of `params` from `grads` at learning rate `lr` (the
+    /// schedule's value for this step; the configured `lr` is the base).
+    ///
+    /// # Panics
+    /// If the lengths of `params`, `grads` and the state differ.
+    #[track_caller]
+    pub fn update(&self, state: &mut OptimizerState, params: &mut [f32], grads: &[f32], lr: f32) {
+        assert!(
+            params.len() == grads.len(),
+            "Optimizer::update: {} parameters but {} gradients",
+            params.len(),
+            grads.len()
+        );
+        state.step += 1;
+        let t = state.step as i32;
+        let coupled = |wd: WeightDecay| match wd {
+            WeightDecay::Coupled(l) => l,
+            WeightDecay::Decoupled(_) => 0.0,
+        };
+        let decoupled = |wd: WeightDecay| match wd {
+            WeightDecay::Decoupled(l) => l,
+            WeightDecay::Coupled(_) => 0.0,
+        };
+        match *self {
+            Optimizer::Sgd(o) => {
+                let (wd, mu, dwd) = (
+                    coupled(o.weight_decay),
+                    o.momentum,
+                    decoupled(o.weight_decay),
+                );
+                if mu == 0.0 {
+                    for (p, &g) in params.iter_mut().zip(grads) {
+                        *p -= lr * (g + wd * *p) + lr * dwd * *p;
+                    }
+                } else {
+                    let first = t == 1;
+                    for ((p, &g), buf) in params.iter_mut().zip(grads).zip(&mut state.first) {
+                        let g = g + wd * *p;
+                        *buf = if first { g } else { mu * *buf + g };
+                        let step = if o.nesterov { g + mu * *buf } else { *buf };
+                        *p -= lr * step + lr * dwd * *p;
+                    }
+                }
+            }
+            Optimizer::Adam(o) => {
+                let (b1, b2) = o.betas;
+                let (wd, dwd) = (coupled(o.weight_decay), decoupled(o.weight_decay));
+                let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                let step_size = lr / c1;
+                let inv_sqrt_c2 = 1.0 / c2.sqrt();
+                for (((p, &g), m), v) in params
+                    .iter_mut()
+                    .zip(grads)
+                    .zip(&mut state.first)
+                    .zip(&mut state.second)
+                {
+                    *p -= lr * dwd * *p;
+                    let g = g + wd * *p;
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
+                }
+            }
+            Optimizer::RmsProp(o) => {
+                let (wd, dwd, mu) = (
+                    coupled(o.weight_decay),
+                    decoupled(o.weight_decay),
+                    o.momentum,
+                );
+                for (i, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
+                    let g = g + wd * *p;
+                    let v = &mut state.first[i];
+                    *v = o.alpha * *v + (1.0 - o.alpha) * g * g;
+                    let scaled = g / (v.sqrt() + o.eps);
+                    let step = if mu == 0.0 {
+                        scaled
+                    } else {
+                        let buf = &mut state.second[i];
+                        *buf = mu * *buf + scaled;
+                        *buf
+                    };
+                    *p -= lr * step + lr * dwd * *p;
+                }
+            }
+        }
+    }
+}
+
+/// Moment buffers and the step count of an [`Optimizer`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Updates applied so far.
+    pub step: u64,
+    first: Vec<f32>,
+    second: Vec<f32>,
+}
+
+/// How the learning rate changes over epochs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Schedule {
+    /// The base rate throughout.
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `every` epochs (`torch.optim.lr_scheduler.StepLR`).
+    Step {
+        /// Epochs between decays.
+        every: usize,
+        /// Factor per decay.
+        gamma: f32,
+    },
+    /// Cosine decay from the base rate to `min_lr` over `epochs` epochs
+    /// (`CosineAnnealingLR`), evaluated per step for a smooth curve.
+    Cosine {
+        /// Length of the decay, in epochs.
+        epochs: usize,
+        /// Final learning rate.
+        min_lr: f32,
+    },
+}
+
+impl Schedule {
+    /// The learning rate at fractional epoch `progress` (0 at the start).
+    ///
+    /// ```
+    /// use densekit::optim::Schedule;
+    /// let cosine = Schedule::Cosine { epochs: 10, min_lr: 0.0 };
+    /// assert_eq!(cosine.lr(1.0, 0.0), 1.0);
+    /// assert!((cosine.lr(1.0, 5.0) - 0.5).abs() < 1e-6);
+    /// assert_eq!(Schedule::Step { every: 2, gamma: 0.1 }.lr(1.0, 2.5), 0.1);
+    /// ```
+    pub fn lr(&self, base: f32, progress: f64) -> f32 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => {
+                base * gamma.powi((progress as usize / every.max(1)) as i32)
+            }
+            Schedule::Cosine { epochs, min_lr } => {
+                let t = (progress / epochs.max(1) as f64).min(1.0);
+                min_lr + (base - min_lr) * (0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+            }
+        }
+    }
+}

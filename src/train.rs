@@ -1,0 +1,260 @@
+//! Mini-batch training with a seeded shuffle, the lecture's running loss
+//! estimate, and evaluation after each epoch.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::data::Dataset;
+use crate::gemm::{MatRef, Par};
+use crate::mlp::{Mlp, MlpWorkspace, argmax_rows};
+use crate::optim::{Optimizer, Schedule};
+
+/// How to train.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Samples per step; the last batch of an epoch may be smaller (it is used).
+    pub batch_size: usize,
+    /// Seeds the per-epoch shuffles.
+    pub seed: u64,
+    /// λ of the running loss estimate `Q ← λ·ε + (1 − λ)·Q`.
+    pub running_lambda: f64,
+    /// Learning-rate schedule over epochs.
+    pub schedule: Schedule,
+    /// Threads for the kernels (results do not depend on it).
+    pub par: Par,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            seed: 0,
+            running_lambda: 0.01,
+            schedule: Schedule::Constant,
+            par: Par::Auto,
+        }
+    }
+}
+
+/// What one epoch achieved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Exact mean cross-entropy over the epoch's batches (weighted by size).
+    pub train_loss: f64,
+    /// The lecture's running estimate Q at the end of the epoch.
+    pub running_loss: f64,
+    /// Fraction of training samples classified right during the epoch.
+    pub train_accuracy: f64,
+    /// Mean cross-entropy on the test set after the epoch.
+    pub test_loss: f64,
+    /// Fraction of the test set classified right after the epoch.
+    pub test_accuracy: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f32,
+    /// Seconds spent training this epoch (evaluation excluded).
+    pub train_seconds: f64,
+    /// Seconds spent evaluating after this epoch.
+    pub eval_seconds: f64,
+}
+
+/// Progress reported while training.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// After each step: epoch (1-based), steps done in it, steps per epoch, Q.
+    Step {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Steps done in this epoch.
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Running loss estimate.
+        running_loss: f64,
+    },
+    /// After each epoch's evaluation.
+    Epoch(&'a EpochMetrics),
+}
+
+/// Why training stopped early.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// The learning rate in use.
+        lr: f32,
+    },
+    /// The data does not fit the network.
+    Mismatch(String),
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::Diverged { epoch, step, lr } => write!(
+                f,
+                "training diverged: the loss became NaN or infinite at epoch {epoch}, step {step} \
+                 (learning rate {lr}); try a lower learning rate"
+            ),
+            TrainError::Mismatch(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for TrainError {}
+
+/// Loss and accuracy on a data set, evaluated in chunks; also fills a
+/// `classes × classes` confusion matrix (`[true][predicted]`) if given.
+pub fn evaluate(
+    net: &Mlp,
+    data: &Dataset,
+    par: Par,
+    ws: &mut MlpWorkspace,
+    mut confusion: Option<&mut [usize]>,
+) -> (f64, f64) {
+    const CHUNK: usize = 2000;
+    let classes = *net.sizes().last().expect("sizes");
+    let features = data.feature_count;
+    let (mut loss, mut correct) = (0.0, 0usize);
+    let mut labels = Vec::with_capacity(CHUNK);
+    let mut x = Vec::with_capacity(CHUNK * features);
+    for (c, label_chunk) in data.labels.chunks(CHUNK).enumerate() {
+        let rows = label_chunk.len();
+        x.clear();
+        data.gather_range(c * CHUNK..c * CHUNK + rows, &mut x);
+        let logits = net.forward(MatRef::from_row_major(&x, rows, features), ws, par);
+        labels.clear();
+        labels.extend(label_chunk.iter().map(|&l| l as usize));
+        for ((row, predicted), &label) in logits
+            .chunks_exact(classes)
+            .zip(argmax_rows(logits, classes))
+            .zip(&labels)
+        {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let log_sum = row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln();
+            loss += log_sum - (row[label] as f64 - max);
+            correct += usize::from(predicted == label);
+            if let Some(confusion) = confusion.as_deref_mut() {
+                confusion[label * classes + predicted] += 1;
+            }
+        }
+    }
+    let n = data.len().max(1) as f64;
+    (loss / n, correct as f64 / n)
+}
+
+/// Trains `net` with `optimizer`, evaluating on `test` after each epoch.
+///
+/// Deterministic: the same seed gives bitwise-identical weights and metrics
+/// (timings aside) for any thread count.
+///
+/// # Errors
+/// [`TrainError::Diverged`] (weights are left as they were after the last
+/// finite step's update) or [`TrainError::Mismatch`] if the data does not
+/// fit the network.
+pub fn train(
+    net: &mut Mlp,
+    optimizer: &Optimizer,
+    train: &Dataset,
+    test: &Dataset,
+    config: &TrainConfig,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Vec<EpochMetrics>, TrainError> {
+    let features = train.feature_count;
+    if features != net.sizes()[0] || test.feature_count != features {
+        return Err(TrainError::Mismatch(format!(
+            "the network takes {} inputs but the data has {} (train) and {} (test) features per sample",
+            net.sizes()[0],
+            features,
+            test.feature_count
+        )));
+    }
+    if config.batch_size == 0 || train.is_empty() {
+        return Err(TrainError::Mismatch(
+            "batch size and training set must be non-empty".into(),
+        ));
+    }
+    let mut state = optimizer.state(net.params().len());
+    let mut grads = vec![0.0f32; net.params().len()];
+    let mut ws = MlpWorkspace::new();
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let (mut x, mut labels) = (Vec::new(), Vec::new());
+    let steps = train.len().div_ceil(config.batch_size);
+    let mut running: Option<f64> = None;
+    let mut history = Vec::with_capacity(config.epochs);
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let mut lr = optimizer.lr();
+        for (step, batch) in order.chunks(config.batch_size).enumerate() {
+            x.clear();
+            train.gather(batch, &mut x);
+            labels.clear();
+            labels.extend(batch.iter().map(|&i| train.labels[i] as usize));
+            let stats = net.gradients(
+                MatRef::from_row_major(&x, batch.len(), features),
+                &labels,
+                &mut grads,
+                &mut ws,
+                config.par,
+            );
+            if !stats.loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: step + 1,
+                    lr,
+                });
+            }
+            let progress_epochs = (epoch - 1) as f64 + step as f64 / steps as f64;
+            lr = config.schedule.lr(optimizer.lr(), progress_epochs);
+            optimizer.update(&mut state, net.params_mut(), &grads, lr);
+            loss_sum += stats.loss * batch.len() as f64;
+            correct += stats.correct;
+            let q = match running {
+                None => stats.loss,
+                Some(q) => config.running_lambda * stats.loss + (1.0 - config.running_lambda) * q,
+            };
+            running = Some(q);
+            progress(Progress::Step {
+                epoch,
+                step: step + 1,
+                steps,
+                running_loss: q,
+            });
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let eval_started = Instant::now();
+        let (test_loss, test_accuracy) = evaluate(net, test, config.par, &mut ws, None);
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / train.len() as f64,
+            running_loss: running.unwrap_or(f64::NAN),
+            train_accuracy: correct as f64 / train.len() as f64,
+            test_loss,
+            test_accuracy,
+            lr,
+            train_seconds,
+            eval_seconds: eval_started.elapsed().as_secs_f64(),
+        };
+        progress(Progress::Epoch(&metrics));
+        history.push(metrics);
+    }
+    Ok(history)
+}

@@ -1,0 +1,188 @@
+//! The IDX reader on crafted files: every failure is a clean `Err` naming the problem.
+
+use std::io::Write;
+
+use densekit::data::idx::{DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_idx};
+use densekit::data::{MNIST_FILES, load_mnist};
+
+fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
+    let mut bytes = magic.to_be_bytes().to_vec();
+    for d in dims {
+        bytes.extend(d.to_be_bytes());
+    }
+    bytes
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn raw_and_gzip_parse_the_same() {
+    let mut bytes = header(IMAGES_MAGIC, &[2, 2, 3]);
+    bytes.extend(0..12u8);
+    let raw = parse_idx(&bytes[..], IMAGES_MAGIC).unwrap();
+    let gz = parse_idx(&gzip(&bytes)[..], IMAGES_MAGIC).unwrap();
+    assert_eq!(raw, gz);
+    assert_eq!(raw.dims, [2, 2, 3]);
+    assert_eq!(raw.data, (0..12).collect::<Vec<u8>>());
+}
+
+#[test]
+fn wrong_magic_is_named() {
+    let bytes = header(LABELS_MAGIC, &[0]);
+    match parse_idx(&bytes[..], IMAGES_MAGIC) {
+        Err(DataErrorKind::BadMagic { expected, found }) => {
+            assert_eq!((expected, found), (IMAGES_MAGIC, LABELS_MAGIC))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn truncated_header_and_data_are_reported() {
+    assert!(matches!(
+        parse_idx(&[0u8, 0, 8][..], LABELS_MAGIC),
+        Err(DataErrorKind::Truncated { .. })
+    ));
+    let mut bytes = header(IMAGES_MAGIC, &[2, 28]);
+    assert!(matches!(
+        parse_idx(&bytes[..], IMAGES_MAGIC),
+        Err(DataErrorKind::Truncated { .. })
+    ));
+    bytes = header(LABELS_MAGIC, &[5]);
+    bytes.extend([1, 2, 3]);
+    match parse_idx(&bytes[..], LABELS_MAGIC) {
+        Err(DataErrorKind::Truncated { expected, found }) => {
+            assert_eq!((expected, found), (13, 11))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn trailing_bytes_are_reported() {
+    let mut bytes = header(LABELS_MAGIC, &[2]);
+    bytes.extend([1, 2, 3]);
+    assert!(matches!(
+        parse_idx(&bytes[..], LABELS_MAGIC),
+        Err(DataErrorKind::TrailingBytes { expected: 10 })
+    ));
+}
+
+/// A header claiming ~4 billion 65535×65535 images must fail on the missing
+/// data, not try to allocate what it claims.
+#[test]
+fn absurd_header_does_not_allocate_its_claim() {
+    let bytes = header(IMAGES_MAGIC, &[u32::MAX, 65535, 65535]);
+    let result = parse_idx(&bytes[..], IMAGES_MAGIC);
+    assert!(
+        matches!(
+            result,
+            Err(DataErrorKind::Truncated { .. } | DataErrorKind::Overflow)
+        ),
+        "{result:?}"
+    );
+    let bytes = header(IMAGES_MAGIC, &[4_000_000_000, 28, 28]);
+    assert!(matches!(
+        parse_idx(&gzip(&bytes)[..], IMAGES_MAGIC),
+        Err(DataErrorKind::Truncated { .. })
+    ));
+}
+
+#[test]
+fn corrupt_gzip_is_an_error() {
+    let mut bytes = gzip(&header(LABELS_MAGIC, &[3]));
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    bytes.truncate(n - 3);
+    assert!(parse_idx(&bytes[..], LABELS_MAGIC).is_err());
+}
+
+#[test]
+fn errors_name_the_file() {
+    let dir = std::env::temp_dir().join(format!("densekit-idx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broken-labels");
+    std::fs::write(&path, header(IMAGES_MAGIC, &[1, 1, 1])).unwrap();
+    let err = read_idx(&path, LABELS_MAGIC).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("broken-labels") && msg.contains("magic"),
+        "{msg}"
+    );
+    let missing = load_mnist(&dir).unwrap_err().to_string();
+    assert!(
+        missing.contains(MNIST_FILES[0])
+            && missing.contains("not found")
+            && missing.contains("--data-dir"),
+        "{missing}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A data set in MNIST's layout (any content) loads; counts and labels are checked.
+#[test]
+fn mnist_layout_loads_and_is_validated() {
+    let dir = std::env::temp_dir().join(format!("densekit-mnist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let images = |n: u32| {
+        let mut b = header(IMAGES_MAGIC, &[n, 2, 2]);
+        b.extend((0..4 * n).map(|i| (i * 37 % 256) as u8));
+        b
+    };
+    let labels = |values: &[u8]| {
+        let mut b = header(LABELS_MAGIC, &[values.len() as u32]);
+        b.extend(values);
+        b
+    };
+    std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gzip(&images(3))).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), labels(&[1, 2, 3])).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), images(2)).unwrap();
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte.gz"),
+        gzip(&labels(&[9, 0])),
+    )
+    .unwrap();
+    let mnist = load_mnist(&dir).unwrap();
+    assert_eq!(
+        (
+            mnist.train.len(),
+            mnist.test.len(),
+            mnist.train.feature_count
+        ),
+        (3, 2, 4)
+    );
+    assert_eq!(mnist.train.pixels[..4], [0, 37, 74, 111]);
+
+    std::fs::write(
+        dir.join("t10k-labels-idx1-ubyte.gz"),
+        gzip(&labels(&[9, 10])),
+    )
+    .unwrap();
+    let msg = load_mnist(&dir).unwrap_err().to_string();
+    assert!(msg.contains("label 10 of sample 1"), "{msg}");
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte.gz"), gzip(&labels(&[9]))).unwrap();
+    let msg = load_mnist(&dir).unwrap_err().to_string();
+    assert!(msg.contains("2 images but 1 labels"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The repository's MNIST: the real files, with their known first labels.
+#[test]
+fn repository_mnist_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    let mnist = load_mnist(&dir).unwrap();
+    assert_eq!(
+        (
+            mnist.train.len(),
+            mnist.test.len(),
+            mnist.train.feature_count
+        ),
+        (60_000, 10_000, 784)
+    );
+    assert_eq!(mnist.train.labels[..5], [5, 0, 4, 1, 9]);
+    assert_eq!(mnist.test.labels[..5], [7, 2, 1, 0, 4]);
+}

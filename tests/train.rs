@@ -1,0 +1,290 @@
+//! Optimizers against hand-computed steps, model files, and the trainer on a
+//! small synthetic problem.
+
+use densekit::activation::Activation;
+use densekit::data::Dataset;
+use densekit::gemm::Par;
+use densekit::mlp::Mlp;
+use densekit::optim::{Adam, Optimizer, RmsProp, Schedule, Sgd, WeightDecay};
+use densekit::train::{TrainConfig, TrainError, train};
+
+fn steps(opt: Optimizer, p0: f32, grads: &[f32]) -> Vec<f32> {
+    let mut p = [p0];
+    let mut state = opt.state(1);
+    grads
+        .iter()
+        .map(|&g| {
+            opt.update(&mut state, &mut p, &[g], opt.lr());
+            p[0]
+        })
+        .collect()
+}
+
+fn close(got: &[f32], want: &[f64]) {
+    for (g, w) in got.iter().zip(want) {
+        assert!((*g as f64 - w).abs() < 1e-6, "got {got:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn sgd_momentum_nesterov_and_weight_decay_match_hand_computation() {
+    // Plain: p ← p − 0.1·g.
+    close(
+        &steps(
+            Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                ..Sgd::default()
+            }),
+            1.0,
+            &[0.5, 0.5],
+        ),
+        &[0.95, 0.9],
+    );
+    // Momentum 0.9: buf = g, then 0.9·buf + g = 0.95; p = 1 − 0.05 − 0.095.
+    close(
+        &steps(
+            Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                ..Sgd::default()
+            }),
+            1.0,
+            &[0.5, 0.5],
+        ),
+        &[0.95, 0.855],
+    );
+    // Nesterov: step = g + 0.9·buf: 0.5 + 0.45 = 0.95, then 0.5 + 0.9·0.95 = 1.355.
+    close(
+        &steps(
+            Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                nesterov: true,
+                ..Sgd::default()
+            }),
+            1.0,
+            &[0.5, 0.5],
+        ),
+        &[0.905, 0.7695],
+    );
+    // Coupled L2: g + 0.1·p = 0.5 + 0.1 = 0.6.
+    close(
+        &steps(
+            Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                weight_decay: WeightDecay::Coupled(0.1),
+                ..Sgd::default()
+            }),
+            1.0,
+            &[0.5],
+        ),
+        &[0.94],
+    );
+}
+
+#[test]
+fn adam_and_adamw_match_hand_computation() {
+    // First Adam step: m̂ = g, v̂ = g², so p moves by lr·g/(|g| + ε) ≈ lr·sign(g).
+    close(
+        &steps(
+            Optimizer::Adam(Adam {
+                lr: 0.1,
+                ..Adam::default()
+            }),
+            1.0,
+            &[0.5],
+        ),
+        &[0.9],
+    );
+    // Second step with g = 0.5, then 0.25: m = 0.05·.9+0.025 = 0.07, m̂ = 0.07/0.19;
+    // v = 0.00025·.999+0.0000625 = 0.00031225, v̂ = v/0.001999.
+    let m_hat = 0.07 / (1.0 - 0.81);
+    let v_hat = 0.000_312_25_f64 / (1.0 - 0.998_001);
+    close(
+        &steps(
+            Optimizer::Adam(Adam {
+                lr: 0.1,
+                ..Adam::default()
+            }),
+            1.0,
+            &[0.5, 0.25],
+        ),
+        &[0.9, 0.9 - 0.1 * m_hat / (v_hat.sqrt() + 1e-8)],
+    );
+    // AdamW: p ← p − lr·λ·p first (1 − 0.1·0.5 = 0.95), then the Adam step.
+    close(
+        &steps(
+            Optimizer::Adam(Adam {
+                lr: 0.1,
+                weight_decay: WeightDecay::Decoupled(0.5),
+                ..Adam::default()
+            }),
+            1.0,
+            &[0.5],
+        ),
+        &[0.85],
+    );
+}
+
+#[test]
+fn rmsprop_matches_hand_computation() {
+    // v = 0.01·g² = 0.0025, step = g/√v = 10: p = 1 − 0.01·10.
+    close(
+        &steps(
+            Optimizer::RmsProp(RmsProp {
+                lr: 0.01,
+                ..RmsProp::default()
+            }),
+            1.0,
+            &[0.5],
+        ),
+        &[0.9],
+    );
+}
+
+#[test]
+fn schedules_follow_their_formulas() {
+    assert_eq!(Schedule::Constant.lr(0.5, 7.3), 0.5);
+    assert_eq!(
+        Schedule::Step {
+            every: 3,
+            gamma: 0.5
+        }
+        .lr(1.0, 6.0),
+        0.25
+    );
+    let cos = Schedule::Cosine {
+        epochs: 4,
+        min_lr: 0.1,
+    };
+    assert!((cos.lr(1.1, 4.0) - 0.1).abs() < 1e-6 && (cos.lr(1.1, 0.0) - 1.1).abs() < 1e-6);
+}
+
+/// Four Gaussian-ish blobs in 6 dimensions, labelled by blob.
+fn blobs(n: usize, seed: u64) -> Dataset {
+    let mut pixels = Vec::with_capacity(n * 6);
+    let mut labels = Vec::with_capacity(n);
+    let mut s = seed;
+    for i in 0..n {
+        let class = (i % 4) as u8;
+        for d in 0..6 {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = ((s >> 33) % 61) as i32 - 30;
+            let center = if d % 4 == class as usize { 200 } else { 60 };
+            pixels.push((center + noise).clamp(0, 255) as u8);
+        }
+        labels.push(class);
+    }
+    Dataset {
+        pixels,
+        labels,
+        feature_count: 6,
+    }
+}
+
+#[test]
+fn trainer_learns_a_synthetic_problem_deterministically() {
+    let (train_set, test_set) = (blobs(403, 1), blobs(100, 2));
+    let run = |par: Par| {
+        let mut net = Mlp::new(&[6, 16, 10], Activation::Tanh, 3);
+        let config = TrainConfig {
+            epochs: 15,
+            batch_size: 32,
+            seed: 5,
+            par,
+            ..TrainConfig::default()
+        };
+        let history = train(
+            &mut net,
+            &Optimizer::Adam(Adam {
+                lr: 0.01,
+                ..Adam::default()
+            }),
+            &train_set,
+            &test_set,
+            &config,
+            |_| {},
+        )
+        .unwrap();
+        (net, history)
+    };
+    let (net, history) = run(Par::Seq);
+    let last = history.last().unwrap();
+    assert!(last.test_accuracy > 0.95, "{last:?}");
+    assert!(last.train_loss < history[0].train_loss);
+    assert_eq!(history.len(), 15);
+    // The last partial batch (403 = 12·32 + 19) is used: every sample counts in train accuracy.
+    assert!((last.train_accuracy * 403.0 - (last.train_accuracy * 403.0).round()).abs() < 1e-9);
+    let (net2, history2) = run(Par::Threads(2));
+    assert_eq!(
+        net.params(),
+        net2.params(),
+        "weights differ between 1 and 2 threads"
+    );
+    let strip = |h: &[densekit::train::EpochMetrics]| {
+        h.iter()
+            .map(|m| (m.train_loss, m.running_loss, m.test_loss, m.test_accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&history), strip(&history2));
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error() {
+    let (train_set, test_set) = (blobs(64, 1), blobs(16, 2));
+    let mut net = Mlp::new(&[6, 8, 10], Activation::Relu, 1);
+    let config = TrainConfig {
+        epochs: 50,
+        batch_size: 16,
+        ..TrainConfig::default()
+    };
+    let err = train(
+        &mut net,
+        &Optimizer::Sgd(Sgd {
+            lr: 1e30,
+            ..Sgd::default()
+        }),
+        &train_set,
+        &test_set,
+        &config,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Diverged { .. }));
+    assert!(err.to_string().contains("lower learning rate"), "{err}");
+}
+
+#[test]
+fn safetensors_round_trip_and_mismatches() {
+    let dir = std::env::temp_dir().join(format!("densekit-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let net = Mlp::new(&[5, 7, 3], Activation::LeakyRelu(0.05), 9);
+    net.save(&path).unwrap();
+    assert_eq!(Mlp::load(&path).unwrap(), net);
+    // No temporary file is left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    // A file whose tensor shapes disagree with its metadata.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"5,7,3")
+        .expect("sizes in the metadata");
+    bytes[at + 2] = b'8';
+    let err = Mlp::from_safetensors(&bytes).unwrap_err();
+    assert!(
+        err.contains("layers.0.weight") && err.contains("shape"),
+        "{err}"
+    );
+    // Not a safetensors file at all.
+    std::fs::write(&path, b"hello").unwrap();
+    let err = Mlp::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("not a safetensors file"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
