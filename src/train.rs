@@ -224,7 +224,7 @@ pub fn train(
             }
             let progress_epochs = (epoch - 1) as f64 + step as f64 / steps as f64;
             lr = config.schedule.lr(optimizer.lr(), progress_epochs);
-            optimizer.update(&mut state, net.params_mut(), &grads, lr);
+            optimizer.update(&mut state, net.params_mut(), &grads, lr, config.par);
             loss_sum += stats.loss * batch.len() as f64;
             correct += stats.correct;
             let q = match running {

@@ -14,7 +14,7 @@ fn steps(opt: Optimizer, p0: f32, grads: &[f32]) -> Vec<f32> {
     grads
         .iter()
         .map(|&g| {
-            opt.update(&mut state, &mut p, &[g], opt.lr());
+            opt.update(&mut state, &mut p, &[g], opt.lr(), Par::Seq);
             p[0]
         })
         .collect()

@@ -6,9 +6,13 @@
 //! let opt = Optimizer::Sgd(Sgd { lr: 0.1, ..Sgd::default() });
 //! let mut params = [1.0f32, -2.0];
 //! let mut state = opt.state(params.len());
-//! opt.update(&mut state, &mut params, &[0.5, -1.0], opt.lr());
+//! opt.update(&mut state, &mut params, &[0.5, -1.0], opt.lr(), densekit::gemm::Par::Seq);
 //! assert_eq!(params, [0.95, -1.9]);
 //! ```
+
+use rayon::prelude::*;
+
+use crate::gemm::Par;
 
 /// How weight decay enters the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,35 +128,70 @@ impl Optimizer {
 
     /// A fresh state for `params` parameters.
     pub fn state(&self, params: usize) -> OptimizerState {
-        let buffers = match self {
-            Optimizer::Sgd(o) if o.momentum == 0.0 => 0,
-            Optimizer::Sgd(_) => 1,
-            Optimizer::Adam(_) => 2,
-            Optimizer::RmsProp(o) if o.momentum == 0.0 => 1,
-            Optimizer::RmsProp(_) => 2,
-        };
+        // Both moment buffers always exist (unused ones stay zero), so every
+        // optimizer splits into chunks the same way.
         OptimizerState {
             step: 0,
-            first: vec![0.0; if buffers >= 1 { params } else { 0 }],
-            second: vec![0.0; if buffers >= 2 { params } else { 0 }],
+            first: vec![0.0; params],
+            second: vec![0.0; params],
         }
     }
 
     /// One update of `params` from `grads` at learning rate `lr` (the
     /// schedule's value for this step; the configured `lr` is the base).
     ///
+    /// The update is elementwise, so it runs in chunks on the threads `par`
+    /// allows with bitwise-identical results.
+    ///
     /// # Panics
     /// If the lengths of `params`, `grads` and the state differ.
     #[track_caller]
-    pub fn update(&self, state: &mut OptimizerState, params: &mut [f32], grads: &[f32], lr: f32) {
+    pub fn update(
+        &self,
+        state: &mut OptimizerState,
+        params: &mut [f32],
+        grads: &[f32],
+        lr: f32,
+        par: Par,
+    ) {
         assert!(
-            params.len() == grads.len(),
-            "Optimizer::update: {} parameters but {} gradients",
+            params.len() == grads.len() && grads.len() == state.first.len(),
+            "Optimizer::update: {} parameters, {} gradients, state for {}",
             params.len(),
-            grads.len()
+            grads.len(),
+            state.first.len()
         );
         state.step += 1;
         let t = state.step as i32;
+        let (first, second) = (&mut state.first[..], &mut state.second[..]);
+        // ~10 operations per parameter.
+        par.run(params.len() * 10, |threads| {
+            if threads > 1 {
+                params
+                    .par_chunks_mut(CHUNK)
+                    .zip(grads.par_chunks(CHUNK))
+                    .zip(
+                        first
+                            .par_chunks_mut(CHUNK)
+                            .zip(second.par_chunks_mut(CHUNK)),
+                    )
+                    .for_each(|((p, g), (m, v))| self.update_chunk(t, lr, p, g, m, v));
+            } else {
+                self.update_chunk(t, lr, params, grads, first, second);
+            }
+        });
+    }
+
+    /// The update rule on one chunk (`first`/`second`: the moment buffers).
+    fn update_chunk(
+        &self,
+        t: i32,
+        lr: f32,
+        params: &mut [f32],
+        grads: &[f32],
+        first: &mut [f32],
+        second: &mut [f32],
+    ) {
         let coupled = |wd: WeightDecay| match wd {
             WeightDecay::Coupled(l) => l,
             WeightDecay::Decoupled(_) => 0.0,
@@ -173,10 +212,10 @@ impl Optimizer {
                         *p -= lr * (g + wd * *p) + lr * dwd * *p;
                     }
                 } else {
-                    let first = t == 1;
-                    for ((p, &g), buf) in params.iter_mut().zip(grads).zip(&mut state.first) {
+                    let first_step = t == 1;
+                    for ((p, &g), buf) in params.iter_mut().zip(grads).zip(first.iter_mut()) {
                         let g = g + wd * *p;
-                        *buf = if first { g } else { mu * *buf + g };
+                        *buf = if first_step { g } else { mu * *buf + g };
                         let step = if o.nesterov { g + mu * *buf } else { *buf };
                         *p -= lr * step + lr * dwd * *p;
                     }
@@ -191,8 +230,8 @@ impl Optimizer {
                 for (((p, &g), m), v) in params
                     .iter_mut()
                     .zip(grads)
-                    .zip(&mut state.first)
-                    .zip(&mut state.second)
+                    .zip(first.iter_mut())
+                    .zip(second.iter_mut())
                 {
                     *p -= lr * dwd * *p;
                     let g = g + wd * *p;
@@ -209,13 +248,13 @@ impl Optimizer {
                 );
                 for (i, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
                     let g = g + wd * *p;
-                    let v = &mut state.first[i];
+                    let v = &mut first[i];
                     *v = o.alpha * *v + (1.0 - o.alpha) * g * g;
                     let scaled = g / (v.sqrt() + o.eps);
                     let step = if mu == 0.0 {
                         scaled
                     } else {
-                        let buf = &mut state.second[i];
+                        let buf = &mut second[i];
                         *buf = mu * *buf + scaled;
                         *buf
                     };
@@ -225,6 +264,9 @@ impl Optimizer {
         }
     }
 }
+
+/// Parameters per chunk when an update runs on several threads.
+const CHUNK: usize = 1 << 14;
 
 /// Moment buffers and the step count of an [`Optimizer`].
 #[derive(Clone, Debug, PartialEq)]
