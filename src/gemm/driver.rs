@@ -51,9 +51,12 @@ const A_IN_PLACE_MAX_SLIVERS: usize = 4;
 /// would feed too few rows to repay the copy.
 const B_IN_PLACE_MAX_ROWS: usize = 64;
 
-/// Whether B is read in place for a product with `m` rows.
-fn reads_b_in_place<P>(b: &Operand<P>, m: usize) -> bool {
-    b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS
+/// Whether B is read in place for a product with `m` rows: contiguous along
+/// its columns, few rows to amortize a pack, and rows not a multiple of
+/// 4 KiB apart (which would map every k step to the same L1 sets).
+fn reads_b_in_place<T, P>(b: &Operand<P>, m: usize) -> bool {
+    let aliasing = (b.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
+    b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS && !aliasing
 }
 
 /// Row strides that are a multiple of this many bytes put every row of an
@@ -102,7 +105,7 @@ fn cost<T: Element, P, Q>(
     } else {
         pack(m * k, a.rs == 1)
     };
-    let pack_b = if reads_b_in_place(&b, m) {
+    let pack_b = if reads_b_in_place::<T, _>(&b, m) {
         0.0
     } else {
         pack(k * n, b.cs == 1)
@@ -262,7 +265,7 @@ unsafe fn blocked<T: Element>(
             };
             // Read in place, only a partial last B sliver is packed (kernels
             // always read NR columns); otherwise the panel is packed.
-            let b_in_place = reads_b_in_place(&b, m);
+            let b_in_place = reads_b_in_place::<T, _>(&b, m);
             let full_slivers = nc / nr;
             let b_packed = if b_in_place {
                 let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);

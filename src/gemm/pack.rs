@@ -165,6 +165,31 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
     }
     let kc = out.len() / nc.div_ceil(nr) / nr;
     let b = SharedPtr(b);
+    if csb == 1 {
+        // Row-major B: walk each row once, left to right, dealing NR-wide
+        // pieces out to the slivers. Going sliver by sliver instead would
+        // fetch one cache line per row per sliver, a page apart for wide B.
+        // One group per thread (each a long run of every row), or the whole
+        // panel: sequential reads the prefetcher can follow.
+        let slivers = nc.div_ceil(nr);
+        let per_group = if parallel {
+            slivers.div_ceil(rayon::current_num_threads()).max(1)
+        } else {
+            slivers
+        };
+        let group = per_group * nr * kc;
+        let pack_group = |(g, out): (usize, &mut [T])| {
+            let j0 = g * per_group * nr;
+            // SAFETY: B[0..kc, j0..nc] is readable (caller contract), row-major.
+            unsafe { pack_rows([nr, kc], nc - j0, b.get().add(j0), rsb, out) };
+        };
+        if parallel {
+            out.par_chunks_mut(group).enumerate().for_each(pack_group);
+        } else {
+            out.chunks_mut(group).enumerate().for_each(pack_group);
+        }
+        return;
+    }
     let pack = |(s, sliver): (usize, &mut [T])| {
         let j0 = s * nr;
         // SAFETY: columns j0..j0+valid of the panel are readable (caller
@@ -183,6 +208,48 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
         out.par_chunks_mut(nr * kc).enumerate().for_each(pack);
     } else {
         out.chunks_mut(nr * kc).enumerate().for_each(pack);
+    }
+}
+
+/// Packs the `kc`-deep slivers in `out` from the row-major panel at `b` (row
+/// stride `rsb`, `cols` valid columns), one source row at a time.
+///
+/// # Safety
+/// `b + p·rsb + j` must be readable for `p < kc`, `j < min(cols, slivers·nr)`.
+unsafe fn pack_rows<T: Element>(
+    [nr, kc]: [usize; 2],
+    cols: usize,
+    b: *const T,
+    rsb: isize,
+    out: &mut [T],
+) {
+    let slivers = out.len() / (nr * kc);
+    for p in 0..kc {
+        // SAFETY: row p holds `cols` readable values (caller contract).
+        let row = unsafe {
+            core::slice::from_raw_parts(b.offset(p as isize * rsb), cols.min(slivers * nr))
+        };
+        for (s, piece) in row.chunks(nr).enumerate() {
+            let dst = &mut out[s * nr * kc + p * nr..][..nr];
+            copy_piece(dst, piece);
+        }
+    }
+}
+
+/// `dst[..src.len()] = src`, zero-filling the rest; fixed-size moves for the
+/// kernels' widths (a `memcpy` call per 64 bytes would dominate).
+#[inline(always)]
+fn copy_piece<T: Element>(dst: &mut [T], src: &[T]) {
+    match (dst.len(), src.len()) {
+        (16, 16) => {
+            *<&mut [T; 16]>::try_from(dst).expect("16") = *<&[T; 16]>::try_from(src).expect("16")
+        }
+        (8, 8) => *<&mut [T; 8]>::try_from(dst).expect("8") = *<&[T; 8]>::try_from(src).expect("8"),
+        (4, 4) => *<&mut [T; 4]>::try_from(dst).expect("4") = *<&[T; 4]>::try_from(src).expect("4"),
+        (_, n) => {
+            dst[..n].copy_from_slice(src);
+            dst[n..].fill(T::ZERO);
+        }
     }
 }
 
