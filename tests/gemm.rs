@@ -672,3 +672,23 @@ fn zero_threads_is_rejected() {
         Par::Threads(0),
     );
 }
+
+/// Regression (fuzzing, `gemm_vs_reference`): with k = 0 the result is β·C,
+/// overflowing to ±∞ exactly where β·C does, on every path.
+#[test]
+fn k_zero_beta_scaling_overflows_like_the_reference() {
+    for isa in Isa::available() {
+        let mut c = [-f32::MAX, f32::MAX, 1.0, -0.0];
+        gemm_with_isa(
+            isa,
+            MatMut::from_row_major(&mut c, 2, 2),
+            Accum::Scaled(2.25),
+            MatRef::from_row_major(&[], 2, 0),
+            MatRef::from_row_major(&[], 0, 2),
+            2.25,
+            Par::Seq,
+        )
+        .unwrap();
+        assert_eq!(c, [f32::NEG_INFINITY, f32::INFINITY, 2.25, -0.0], "{isa}");
+    }
+}

@@ -350,12 +350,8 @@ unsafe fn blocked<T: Element>(
                 }
             };
             let group_len = per_group * nr * kc;
-            if b_in_place {
-                let b_slivers = BSlivers::InPlace {
-                    origin: b_origin,
-                    rs: b_strides[0],
-                    tail: b_packed,
-                };
+            // Every (block, group) task, on the pool or on this thread.
+            let run_tasks = |b_slivers: BSlivers<'_, T>| {
                 if threads > 1 {
                     (0..blocks * groups)
                         .into_par_iter()
@@ -363,6 +359,13 @@ unsafe fn blocked<T: Element>(
                 } else {
                     (0..blocks).for_each(|block| task(block, 0, b_slivers));
                 }
+            };
+            if b_in_place {
+                run_tasks(BSlivers::InPlace {
+                    origin: b_origin,
+                    rs: b_strides[0],
+                    tail: b_packed,
+                });
             } else if threads > 1 && blocks == 1 {
                 // One A block: each task packs just the B slivers it uses, so
                 // packing and multiplying share one fork-join.
@@ -371,27 +374,16 @@ unsafe fn blocked<T: Element>(
                     .enumerate()
                     .for_each(|(group, chunk)| {
                         pack_b(group * per_group, chunk, false);
-                        task(
-                            0,
-                            group,
-                            BSlivers::Packed {
-                                chunk,
-                                first: group * per_group,
-                            },
-                        );
+                        let first = group * per_group;
+                        task(0, group, BSlivers::Packed { chunk, first });
                     });
             } else {
                 let parallel = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
                 pack_b(0, b_packed, parallel);
-                let chunk = &*b_packed;
-                let b_slivers = BSlivers::Packed { chunk, first: 0 };
-                if threads > 1 {
-                    (0..blocks * groups)
-                        .into_par_iter()
-                        .for_each(|t| task(t / groups, t % groups, b_slivers));
-                } else {
-                    (0..blocks).for_each(|block| task(block, 0, b_slivers));
-                }
+                run_tasks(BSlivers::Packed {
+                    chunk: b_packed,
+                    first: 0,
+                });
             }
         }
     }

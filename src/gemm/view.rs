@@ -251,8 +251,12 @@ impl<'a, T> MatRef<'a, T> {
     common_view_methods!();
 
     /// Pointer to element `(0, 0)`; with the strides it addresses every element.
+    ///
+    /// Derived from the whole slice, not from `data[origin..]`: with negative
+    /// strides elements lie before the origin, and a pointer from the
+    /// subslice would have no right to read them (Miri flags it).
     pub(crate) fn as_ptr(&self) -> *const T {
-        self.data[self.layout.origin..].as_ptr()
+        self.data.as_ptr().wrapping_add(self.layout.origin)
     }
 }
 
@@ -352,9 +356,10 @@ impl<'a, T> MatMut<'a, T> {
         self.data[at] = value;
     }
 
-    /// Pointer to element `(0, 0)`; with the strides it addresses every element.
+    /// Pointer to element `(0, 0)`, derived from the whole slice (see
+    /// [`MatRef::as_ptr`]).
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
-        self.data[self.layout.origin..].as_mut_ptr()
+        self.data.as_mut_ptr().wrapping_add(self.layout.origin)
     }
 }
 
