@@ -177,9 +177,28 @@ fn dgemm_one_thread(c: &mut Criterion) {
     group.finish();
 }
 
+/// Subnormal-heavy inputs against normal ones at the same shape: whether the
+/// FMA units slow down on subnormals (no flush-to-zero is set).
+fn sgemm_subnormal(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sgemm_subnormal");
+    let shape = (256, 256, 256);
+    group.throughput(Throughput::Elements(2 * 256 * 256 * 256));
+    for (name, scale) in [("normal", 1.0f32), ("subnormal", 1e-38)] {
+        let mut o = operands::<f32>(shape);
+        for v in &mut o.a {
+            *v *= scale;
+        }
+        assert!(scale == 1.0 || o.a.iter().any(|v| v.is_subnormal()));
+        group.bench_function(BenchmarkId::new(name, label(shape)), |bench| {
+            bench.iter(|| densekit_run(black_box(&mut o), shape, Par::Seq))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = sgemm_one_thread, sgemm_two_threads, dgemm_one_thread
+    targets = sgemm_one_thread, sgemm_two_threads, dgemm_one_thread, sgemm_subnormal
 }
 criterion_main!(benches);

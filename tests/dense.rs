@@ -219,12 +219,12 @@ fn fused_forward_matches_unfused_reference() {
 
 #[test]
 fn forward_accumulates_with_beta() {
-    let (x, w, b) = ([1.0f32, 2.0], [1.0f32, 1.0], [0.5f32]);
+    let (x, w, b) = ([1.0f32, 2.0], [1.0f32], [0.5f32]);
     let mut y = [10.0f32, -10.0];
     // y ← relu(x·wᵀ + b + y): rows are (1 + 0.5 + 10) and (2 + 0.5 − 10).
     dense::forward(
         MatRef::from_row_major(&x, 2, 1),
-        MatRef::from_row_major(&w[..1], 1, 1),
+        MatRef::from_row_major(&w, 1, 1),
         Some(&b),
         Activation::Relu,
         MatMut::from_row_major(&mut y, 2, 1),
@@ -232,7 +232,6 @@ fn forward_accumulates_with_beta() {
         Par::Seq,
     );
     assert_eq!(y, [11.5, 0.0]);
-    let _ = w[1];
 }
 
 /// Backward: fused gradients = unfused reference from the same y.

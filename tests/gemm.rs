@@ -692,3 +692,54 @@ fn k_zero_beta_scaling_overflows_like_the_reference() {
         assert_eq!(c, [f32::NEG_INFINITY, f32::INFINITY, 2.25, -0.0], "{isa}");
     }
 }
+
+/// Regression (fuzzing, `gemm_vs_reference`): results in the subnormal range
+/// carry absolute, not relative, rounding error; the reference bound covers it.
+#[test]
+fn subnormal_results_are_within_the_bound() {
+    let tiny = f32::from_bits(0x0000_4d2f); // ≈ 2.76e-41, subnormal
+    let a = [-tiny, tiny * 3.0];
+    let b = [1.234_567_9f32];
+    let c0 = [tiny * 0.7, -tiny * 1.1];
+    for isa in Isa::available() {
+        let mut c = c0;
+        let (av, bv) = (
+            MatRef::from_row_major(&a, 2, 1),
+            MatRef::from_row_major(&b, 1, 1),
+        );
+        gemm_with_isa(
+            isa,
+            MatMut::from_row_major(&mut c, 2, 1),
+            Accum::Scaled(1.0),
+            av,
+            bv,
+            2.25,
+            Par::Seq,
+        )
+        .unwrap();
+        let mut want = c0;
+        reference::gemm(
+            MatMut::from_row_major(&mut want, 2, 1),
+            Accum::Scaled(1.0),
+            av,
+            bv,
+            2.25,
+        );
+        let bound =
+            reference::error_bound(av, bv, 2.25, 1.0, Some(MatRef::from_row_major(&c0, 2, 1)));
+        for i in 0..2 {
+            assert!(
+                c[i].is_subnormal() || c[i] == 0.0,
+                "{isa}: test needs subnormal results, got {}",
+                c[i]
+            );
+            assert!(
+                ((c[i] - want[i]).abs() as f64)
+                    <= bound[i] + (want[i].abs() as f64) * f32::EPSILON as f64,
+                "{isa}: {} vs {}",
+                c[i],
+                want[i]
+            );
+        }
+    }
+}

@@ -23,7 +23,7 @@
 //! Results are bitwise identical for any thread count: the GEMMs split only
 //! output tiles, and the reductions run in a fixed order.
 //!
-//! [`reference`] holds the unfused naive twins the tests compare against.
+//! [`reference`](mod@reference) holds the unfused naive twins the tests compare against.
 
 pub mod reference;
 

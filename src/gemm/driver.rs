@@ -8,6 +8,11 @@
 //!     ir: MR rows (an A sliver)      ── microkernel: MR × NR tile of C in registers
 //! ```
 //!
+//! Packing is skipped where it cannot pay for itself: A contiguous along k
+//! is read in place (the kernel broadcasts from its rows), and so is B with
+//! contiguous rows when there are few rows of A to share the copy; see
+//! [`reads_a_in_place`] and [`reads_b_in_place`].
+//!
 //! # Threads and determinism
 //!
 //! Work is split only over tiles of C (the `ic` blocks and groups of `jr`
@@ -51,6 +56,10 @@ const A_IN_PLACE_MAX_SLIVERS: usize = 4;
 /// would feed too few rows to repay the copy.
 const B_IN_PLACE_MAX_ROWS: usize = 64;
 
+/// Row strides that are a multiple of this many bytes map the rows an
+/// in-place sliver reads to the same few L1 sets; such operands are packed.
+const L1_ALIASING_STRIDE: usize = 4096;
+
 /// Whether B is read in place for a product with `m` rows: contiguous along
 /// its columns, few rows to amortize a pack, and rows not a multiple of
 /// 4 KiB apart (which would map every k step to the same L1 sets).
@@ -58,10 +67,6 @@ fn reads_b_in_place<T, P>(b: &Operand<P>, m: usize) -> bool {
     let aliasing = (b.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
     b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS && !aliasing
 }
-
-/// Row strides that are a multiple of this many bytes put every row of an
-/// A sliver in the same L1 sets; such A is packed when it is reused much.
-const L1_ALIASING_STRIDE: usize = 4096;
 
 /// Whether the A blocks of a panel with `slivers` B slivers are read in place.
 ///

@@ -50,6 +50,9 @@ pub trait Element:
     const ONE: Self;
     /// Machine epsilon (distance from 1.0 to the next larger value).
     const EPSILON: Self;
+    /// The smallest positive subnormal value: the absolute rounding error
+    /// of one operation whose result underflows is at most half of it.
+    const DENORM_MIN: Self;
 
     /// Widens to `f64` (exact for both types).
     fn to_f64(self) -> f64;
@@ -70,6 +73,7 @@ macro_rules! impl_element {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const EPSILON: Self = <$t>::EPSILON;
+            const DENORM_MIN: Self = <$t>::from_bits(1);
 
             #[inline(always)]
             fn to_f64(self) -> f64 {

@@ -3,7 +3,7 @@
 //! * [`gemm`] is the safe API over [`MatRef`] / [`MatMut`] views.
 //! * [`sgemm`](crate::sgemm) / [`dgemm`](crate::dgemm) are raw entry points with
 //!   `matrixmultiply`'s signature.
-//! * [`reference`] holds the naive triple loop that tests and benchmarks
+//! * [`reference`](mod@reference) holds the naive triple loop that tests and benchmarks
 //!   check against.
 //!
 //! The implementation follows BLIS: A and B are packed into cache-sized

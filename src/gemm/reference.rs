@@ -63,11 +63,14 @@ pub fn gemm<T: Element>(
 }
 
 /// The forward error bound a correct GEMM meets, element by element:
-/// `γ·(k + 2)·ε·(|α|·Σₚ|A[i,p]|·|B[p,j]| + |β|·|C₀[i,j]|)` with `γ = 2`.
+/// `γ·(k + 2)·(ε·(|α|·Σₚ|A[i,p]|·|B[p,j]| + |β|·|C₀[i,j]|) + η)` with
+/// `γ = 2` and `η` the smallest subnormal.
 ///
 /// This is the standard bound for a recursively summed dot product (k
-/// roundings, plus the α and β scalings), with a safety factor. Returns an
-/// `m × n` row-major vector of per-element bounds.
+/// roundings, plus the α and β scalings), with a safety factor, plus the
+/// absolute error of roundings in the subnormal range (where the relative
+/// model fails: found by fuzzing). Returns an `m × n` row-major vector of
+/// per-element bounds.
 ///
 /// ```
 /// use densekit::gemm::{reference, MatRef};
@@ -85,7 +88,7 @@ pub fn error_bound<T: Element>(
 ) -> Vec<f64> {
     const GAMMA: f64 = 2.0;
     let ((m, k), (_, n)) = (a.shape(), b.shape());
-    let eps = T::EPSILON.to_f64();
+    let (eps, eta) = (T::EPSILON.to_f64(), T::DENORM_MIN.to_f64());
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         for j in 0..n {
@@ -94,7 +97,7 @@ pub fn error_bound<T: Element>(
                 .sum();
             let c_mag = c0.map_or(0.0, |c0| c0.get(i, j).to_f64().abs());
             let scale = alpha.to_f64().abs() * mag + beta.to_f64().abs() * c_mag;
-            out.push(GAMMA * (k as f64 + 2.0) * eps * scale);
+            out.push(GAMMA * (k as f64 + 2.0) * (eps * scale + eta));
         }
     }
     out
