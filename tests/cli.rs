@@ -77,3 +77,55 @@ fn mismatched_model_file_is_reported() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn one_epoch_writes_metrics_and_plot() {
+    let dir = std::env::temp_dir().join(format!("densekit-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (metrics, plot) = (dir.join("m.jsonl"), dir.join("curves.svg"));
+    let out = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
+        .args([
+            "--hidden",
+            "none",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "256",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+        ])
+        .args([
+            "--metrics-out",
+            metrics.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
+        "{stdout}"
+    );
+    let line = std::fs::read_to_string(&metrics).unwrap();
+    for field in [
+        "\"epoch\":1",
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "epoch_seconds",
+        "elapsed_seconds",
+    ] {
+        assert!(line.contains(field), "metrics line lacks {field}: {line}");
+    }
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("<svg"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

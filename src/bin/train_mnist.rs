@@ -110,6 +110,9 @@ struct Args {
     /// Write one JSON object per epoch to this file
     #[arg(long)]
     metrics_out: Option<PathBuf>,
+    /// Draw loss and accuracy per epoch into this SVG file
+    #[arg(long)]
+    plot: Option<PathBuf>,
     /// Use a preset model and schedule (overrides the model and optimizer flags)
     #[arg(long, value_enum)]
     preset: Option<Preset>,
@@ -443,6 +446,10 @@ fn run(args: Args) -> Result<(), Fail> {
         net.save(path)?;
         println!("saved the model to {}", path.display());
     }
+    if let Some(path) = &args.plot {
+        plot(path, &history).map_err(|e| Fail(format!("--plot {}: {e}", path.display())))?;
+        println!("plotted the curves to {}", path.display());
+    }
     println!(
         "\ntest accuracy {:.2}% after {} epochs",
         100.0 * accuracy,
@@ -465,6 +472,73 @@ fn run(args: Args) -> Result<(), Fail> {
         "throughput: {convention:.1} GFLOP/s by the 6·params·samples convention, {:.1} GFLOP/s of multiplies actually executed",
         2.0 * executed_macs / train_seconds / 1e9
     );
+    Ok(())
+}
+
+/// Loss (left) and accuracy (right) per epoch, train and test, as SVG.
+fn plot(
+    path: &std::path::Path,
+    history: &[EpochMetrics],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(480);
+    let epochs = history.len().max(1) as f64;
+    type Series = (&'static str, fn(&EpochMetrics) -> f64, RGBColor);
+    let panels: [(
+        &str,
+        &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+        [Series; 2],
+    ); 2] = [
+        (
+            "loss (cross-entropy)",
+            &left,
+            [
+                ("train", |m| m.train_loss, BLUE),
+                ("test", |m| m.test_loss, RED),
+            ],
+        ),
+        (
+            "accuracy",
+            &right,
+            [
+                ("train", |m| m.train_accuracy, BLUE),
+                ("test", |m| m.test_accuracy, RED),
+            ],
+        ),
+    ];
+    for (title, area, series) in panels {
+        let values = history
+            .iter()
+            .flat_map(|m| series.iter().map(move |(_, get, _)| get(m)));
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        let pad = ((hi - lo) * 0.1).max(1e-3);
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(56)
+            .build_cartesian_2d(1.0..epochs.max(2.0), (lo - pad)..(hi + pad))?;
+        chart.configure_mesh().x_desc("epoch").draw()?;
+        for (name, get, color) in series {
+            chart
+                .draw_series(LineSeries::new(
+                    history.iter().map(|m| (m.epoch as f64, get(m))),
+                    color.stroke_width(2),
+                ))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
     Ok(())
 }
 
