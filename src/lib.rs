@@ -31,3 +31,8 @@ pub mod train;
 
 pub use gemm::raw::{dgemm, sgemm};
 pub use par::Par;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
