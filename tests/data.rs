@@ -186,3 +186,16 @@ fn repository_mnist_loads() {
     assert_eq!(mnist.train.labels[..5], [5, 0, 4, 1, 9]);
     assert_eq!(mnist.test.labels[..5], [7, 2, 1, 0, 4]);
 }
+
+/// Regression (fuzzing, `idx_parse`): gzip input legitimately decompresses to
+/// more bytes than it holds; the reader accepts it and bounds nothing by the
+/// compressed size.
+#[test]
+fn gzip_data_may_exceed_its_compressed_size() {
+    let mut bytes = header(LABELS_MAGIC, &[10_000]);
+    bytes.extend(std::iter::repeat_n(7u8, 10_000));
+    let compressed = gzip(&bytes);
+    assert!(compressed.len() < 1_000);
+    let idx = parse_idx(&compressed[..], LABELS_MAGIC).unwrap();
+    assert_eq!(idx.data.len(), 10_000);
+}
