@@ -50,13 +50,7 @@ pub fn softmax_cross_entropy<T: Element>(
     let scale = 1.0 / batch.max(1) as f64;
     let mut total = 0.0;
     for (r, &label) in labels.iter().enumerate() {
-        let max = (0..classes)
-            .map(|c| logits.get(r, c).to_f64())
-            .fold(f64::NEG_INFINITY, f64::max);
-        let sum: f64 = (0..classes)
-            .map(|c| (logits.get(r, c).to_f64() - max).exp())
-            .sum();
-        let log_sum = sum.ln();
+        let (max, log_sum) = shifted_log_sum_exp(logits, r);
         total += log_sum - (logits.get(r, label).to_f64() - max);
         for c in 0..classes {
             let p = (logits.get(r, c).to_f64() - max - log_sum).exp();
@@ -65,6 +59,37 @@ pub fn softmax_cross_entropy<T: Element>(
         }
     }
     total * scale
+}
+
+/// The cross-entropy of row `r` of `logits` against `label`, without a
+/// gradient (for evaluation): `log Σ_c e^{z_c} − z_label`, stably.
+///
+/// ```
+/// use densekit::gemm::MatRef;
+/// use densekit::loss::cross_entropy_row;
+/// let logits = [0.0f32, 0.0];
+/// assert!((cross_entropy_row(MatRef::from_row_major(&logits, 1, 2), 0, 1) - 2f64.ln()).abs() < 1e-12);
+/// ```
+///
+/// # Panics
+/// If `r` or `label` is out of range.
+#[track_caller]
+pub fn cross_entropy_row<T: Element>(logits: MatRef<'_, T>, r: usize, label: usize) -> f64 {
+    let (max, log_sum) = shifted_log_sum_exp(logits, r);
+    log_sum - (logits.get(r, label).to_f64() - max)
+}
+
+/// `(m, log Σ_c e^{z_c − m})` for row `r`, with `m` the row maximum (so no
+/// term overflows), summed in f64.
+fn shifted_log_sum_exp<T: Element>(logits: MatRef<'_, T>, r: usize) -> (f64, f64) {
+    let classes = logits.ncols();
+    let max = (0..classes)
+        .map(|c| logits.get(r, c).to_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = (0..classes)
+        .map(|c| (logits.get(r, c).to_f64() - max).exp())
+        .sum();
+    (max, sum.ln())
 }
 
 /// Mean squared error `(1/N)·Σ (p − t)²` over all `N` elements, writing its

@@ -9,6 +9,7 @@ use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
 use crate::gemm::{MatRef, Par};
+use crate::loss::cross_entropy_row;
 use crate::mlp::{Mlp, MlpWorkspace, argmax_rows};
 use crate::optim::{Optimizer, Schedule};
 
@@ -136,18 +137,9 @@ pub fn evaluate(
         let logits = net.forward(MatRef::from_row_major(&x, rows, features), ws, par);
         labels.clear();
         labels.extend(label_chunk.iter().map(|&l| l as usize));
-        for ((row, predicted), &label) in logits
-            .chunks_exact(classes)
-            .zip(argmax_rows(logits, classes))
-            .zip(&labels)
-        {
-            let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
-            let log_sum = row
-                .iter()
-                .map(|&v| (v as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
-            loss += log_sum - (row[label] as f64 - max);
+        let logit_rows = MatRef::from_row_major(logits, rows, classes);
+        for (r, (predicted, &label)) in argmax_rows(logits, classes).zip(&labels).enumerate() {
+            loss += cross_entropy_row(logit_rows, r, label);
             correct += usize::from(predicted == label);
             if let Some(confusion) = confusion.as_deref_mut() {
                 confusion[label * classes + predicted] += 1;
