@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::Par;
+use crate::gemm::{Isa, Par};
 
 /// How weight decay enters the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,8 +182,48 @@ impl Optimizer {
         });
     }
 
-    /// The update rule on one chunk (`first`/`second`: the moment buffers).
+    /// The update rule on one chunk (`first`/`second`: the moment buffers),
+    /// on 8-wide vectors where AVX2 is present. Only exactly rounded
+    /// operations are used (no fused multiply-add), so every width gives the
+    /// same bits.
     fn update_chunk(
+        &self,
+        t: i32,
+        lr: f32,
+        params: &mut [f32],
+        grads: &[f32],
+        first: &mut [f32],
+        second: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if Isa::selected() == Isa::Avx2Fma {
+            // SAFETY: Isa::selected only returns ISAs detected on this CPU.
+            unsafe { self.update_chunk_avx2(t, lr, params, grads, first, second) };
+            return;
+        }
+        self.update_chunk_body(t, lr, params, grads, first, second);
+    }
+
+    /// [`Optimizer::update_chunk`] compiled for AVX2, so the loops vectorize 8-wide.
+    ///
+    /// # Safety
+    /// The CPU supports AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn update_chunk_avx2(
+        &self,
+        t: i32,
+        lr: f32,
+        params: &mut [f32],
+        grads: &[f32],
+        first: &mut [f32],
+        second: &mut [f32],
+    ) {
+        self.update_chunk_body(t, lr, params, grads, first, second);
+    }
+
+    #[inline(always)]
+    fn update_chunk_body(
         &self,
         t: i32,
         lr: f32,
