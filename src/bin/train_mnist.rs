@@ -350,9 +350,16 @@ fn run(args: Args) -> Result<(), Fail> {
         );
         return Ok(());
     }
+    let hidden = if net.layers() > 1 {
+        format!(
+            "hidden activation {}",
+            activation_name(net.hidden_activation())
+        )
+    } else {
+        "no hidden layer".to_string()
+    };
     println!(
-        "model {arch}, hidden activation {}, {} parameters; {}; batch {}, {} epochs, seed {}; kernel {kernel}, {threads} thread(s)",
-        activation_name(net.hidden_activation()),
+        "model {arch}, {hidden}, {} parameters; {}; batch {}, {} epochs, seed {}; kernel {kernel}, {threads} thread(s)",
         net.params().len(),
         optimizer_name(&optimizer),
         config.batch_size,
