@@ -8,8 +8,10 @@
 //! Each thread runs 12 independent chains of 8-lane f32 FMAs (enough to hide
 //! the FMA latency on two pipes) and counts 2 flops per lane per FMA.
 
+#[cfg(target_arch = "x86_64")]
 use std::time::Instant;
 
+#[cfg(target_arch = "x86_64")]
 const CHAINS: usize = 12;
 
 #[cfg(target_arch = "x86_64")]

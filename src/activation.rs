@@ -17,7 +17,7 @@
 //! the last place for outputs of magnitude ≥ `f32::MIN_POSITIVE` (sigmoid of
 //! inputs below −87.3 flushes its subnormal result to 0).
 
-use crate::gemm::{Element, Isa};
+use crate::gemm::Element;
 use crate::simd::{self, Lanes};
 
 /// Largest error of [`Activation::Sigmoid`] in f32 ulps (see the module docs).
@@ -195,7 +195,7 @@ unsafe fn tanh<V: Lanes>(z: V) -> V {
 /// where a slice starts or ends.
 fn lanes_dispatch<T: Element>(values: &mut [T], act: Activation) {
     #[cfg(target_arch = "x86_64")]
-    if Isa::selected() == Isa::Avx2Fma {
+    if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
         // SAFETY: AVX2 and FMA were detected (Isa::selected only returns available ISAs).
         unsafe { activation_avx2::<T::Avx2>(values, act) };
         return;
@@ -249,7 +249,7 @@ pub(crate) fn backward_row<T: Element>(
 ) -> T {
     debug_assert!(y.len() == dy.len() && dy.len() == dz.len() && dz.len() == db_sum.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::selected() == Isa::Avx2Fma {
+    if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
         // SAFETY: AVX2 and FMA were detected (Isa::selected only returns available ISAs).
         return unsafe { backward_row_avx2::<T::Avx2>(act, y, dy, dz, db_sum) };
     }

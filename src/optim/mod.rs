@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::gemm::{Isa, Par};
+use crate::gemm::Par;
 
 /// How weight decay enters the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -196,7 +196,7 @@ impl Optimizer {
         second: &mut [f32],
     ) {
         #[cfg(target_arch = "x86_64")]
-        if Isa::selected() == Isa::Avx2Fma {
+        if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
             // SAFETY: Isa::selected only returns ISAs detected on this CPU.
             unsafe { self.update_chunk_avx2(t, lr, params, grads, first, second) };
             return;
