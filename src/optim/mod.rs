@@ -175,9 +175,29 @@ impl Optimizer {
                             .par_chunks_mut(CHUNK)
                             .zip(second.par_chunks_mut(CHUNK)),
                     )
-                    .for_each(|((p, g), (m, v))| self.update_chunk(t, lr, p, g, m, v));
+                    .for_each(|((params, grads), (first, second))| {
+                        self.update_chunk(
+                            t,
+                            lr,
+                            Chunk {
+                                params,
+                                grads,
+                                first,
+                                second,
+                            },
+                        )
+                    });
             } else {
-                self.update_chunk(t, lr, params, grads, first, second);
+                self.update_chunk(
+                    t,
+                    lr,
+                    Chunk {
+                        params,
+                        grads,
+                        first,
+                        second,
+                    },
+                );
             }
         });
     }
@@ -186,22 +206,14 @@ impl Optimizer {
     /// on 8-wide vectors where AVX2 is present. Only exactly rounded
     /// operations are used (no fused multiply-add), so every width gives the
     /// same bits.
-    fn update_chunk(
-        &self,
-        t: i32,
-        lr: f32,
-        params: &mut [f32],
-        grads: &[f32],
-        first: &mut [f32],
-        second: &mut [f32],
-    ) {
+    fn update_chunk(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
         #[cfg(target_arch = "x86_64")]
         if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
             // SAFETY: Isa::selected only returns ISAs detected on this CPU.
-            unsafe { self.update_chunk_avx2(t, lr, params, grads, first, second) };
+            unsafe { self.update_chunk_avx2(t, lr, chunk) };
             return;
         }
-        self.update_chunk_body(t, lr, params, grads, first, second);
+        self.update_chunk_body(t, lr, chunk);
     }
 
     /// [`Optimizer::update_chunk`] compiled for AVX2, so the loops vectorize 8-wide.
@@ -210,28 +222,18 @@ impl Optimizer {
     /// The CPU supports AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn update_chunk_avx2(
-        &self,
-        t: i32,
-        lr: f32,
-        params: &mut [f32],
-        grads: &[f32],
-        first: &mut [f32],
-        second: &mut [f32],
-    ) {
-        self.update_chunk_body(t, lr, params, grads, first, second);
+    unsafe fn update_chunk_avx2(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
+        self.update_chunk_body(t, lr, chunk);
     }
 
     #[inline(always)]
-    fn update_chunk_body(
-        &self,
-        t: i32,
-        lr: f32,
-        params: &mut [f32],
-        grads: &[f32],
-        first: &mut [f32],
-        second: &mut [f32],
-    ) {
+    fn update_chunk_body(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
+        let Chunk {
+            params,
+            grads,
+            first,
+            second,
+        } = chunk;
         let coupled = |wd: WeightDecay| match wd {
             WeightDecay::Coupled(l) => l,
             WeightDecay::Decoupled(_) => 0.0,
@@ -303,6 +305,14 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// One chunk of an update: parameters, gradients and both moment buffers.
+struct Chunk<'a> {
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    first: &'a mut [f32],
+    second: &'a mut [f32],
 }
 
 /// Parameters per chunk when an update runs on several threads.
