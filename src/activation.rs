@@ -195,8 +195,9 @@ unsafe fn tanh<V: Lanes>(z: V) -> V {
 /// where a slice starts or ends.
 fn lanes_dispatch<T: Element>(values: &mut [T], act: Activation) {
     #[cfg(target_arch = "x86_64")]
-    if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
-        // SAFETY: AVX2 and FMA were detected (Isa::selected only returns available ISAs).
+    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+        // SAFETY: AVX2 and FMA were detected: Isa::selected only returns available
+        // ISAs, and every ISA from Avx2Fma up includes them (the enum order).
         unsafe { activation_avx2::<T::Avx2>(values, act) };
         return;
     }
@@ -249,8 +250,9 @@ pub(crate) fn backward_row<T: Element>(
 ) -> T {
     debug_assert!(y.len() == dy.len() && dy.len() == dz.len() && dz.len() == db_sum.len());
     #[cfg(target_arch = "x86_64")]
-    if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
-        // SAFETY: AVX2 and FMA were detected (Isa::selected only returns available ISAs).
+    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+        // SAFETY: AVX2 and FMA were detected: Isa::selected only returns available
+        // ISAs, and every ISA from Avx2Fma up includes them (the enum order).
         return unsafe { backward_row_avx2::<T::Avx2>(act, y, dy, dz, db_sum) };
     }
     // SAFETY: the scalar Lanes implementation runs on every CPU.

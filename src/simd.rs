@@ -1,7 +1,8 @@
 //! One vocabulary of lane-wise operations for every ISA.
 //!
 //! [`Lanes`] is implemented by the scalars `f32`/`f64` (one lane, the
-//! portable path) and, on x86-64, by the AVX2 vectors [`F32x8`]/[`F64x4`].
+//! portable path) and, on x86-64, by the AVX2 vectors [`F32x8`]/[`F64x4`]
+//! and the AVX-512 vectors [`F32x16`]/[`F64x8`].
 //! Code written against it (the GEMM microkernel, the activation epilogue,
 //! `exp`) exists once and is instantiated per ISA behind thin
 //! `#[target_feature]` shims.
@@ -12,7 +13,8 @@ use crate::gemm::Element;
 ///
 /// # Safety
 /// Every method is `unsafe` because the vector implementations may only run
-/// inside a function compiled with their target features (`avx2,fma`); the
+/// inside a function compiled with their target features (`avx2,fma` for
+/// the 256-bit types, `avx512f` for the 512-bit ones); the
 /// scalar implementations are safe to call anywhere. Pointer arguments must
 /// be valid for `LANES` elements.
 pub trait Lanes: Copy {
@@ -160,29 +162,43 @@ impl_scalar_lanes!(f32, u32, 23, 127, EXP_POLY_F32, EXP_RANGE_F32);
 impl_scalar_lanes!(f64, u64, 52, 1023, EXP_POLY_F64, EXP_RANGE_F64);
 
 #[cfg(target_arch = "x86_64")]
-pub use avx2::{F32x8, F64x4};
+pub use x86::{F32x8, F32x16, F64x4, F64x8};
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod x86 {
     use core::arch::x86_64::*;
 
     use super::{EXP_POLY_F32, EXP_POLY_F64, EXP_RANGE_F32, EXP_RANGE_F64, Lanes};
 
-    /// Eight f32 lanes in a ymm register.
+    /// Eight f32 lanes in a ymm register (AVX2 + FMA).
     #[derive(Clone, Copy)]
     pub struct F32x8(__m256);
-    /// Four f64 lanes in a ymm register.
+    /// Four f64 lanes in a ymm register (AVX2 + FMA).
     #[derive(Clone, Copy)]
     pub struct F64x4(__m256d);
+    /// Sixteen f32 lanes in a zmm register (AVX-512F).
+    #[derive(Clone, Copy)]
+    pub struct F32x16(__m512);
+    /// Eight f64 lanes in a zmm register (AVX-512F).
+    #[derive(Clone, Copy)]
+    pub struct F64x8(__m512d);
 
-    macro_rules! avx2_lanes {
-        ($v:ident, $raw:ty, $t:ty, $n:expr, $poly:expr, $range:expr,
+    /// One `Lanes` implementation per vector type: the operations that are a
+    /// single intrinsic by name, the others (which differ in shape between
+    /// AVX2 and AVX-512: masks instead of blends, integer instead of float
+    /// bit operations) as expressions over the raw registers.
+    macro_rules! vector_lanes {
+        ($v:ident, $t:ty, $n:expr, $poly:expr, $range:expr,
          [$set1:ident, $loadu:ident, $storeu:ident, $add:ident, $sub:ident, $mul:ident,
-          $div:ident, $fmadd:ident, $max:ident, $min:ident, $cmp:ident, $blendv:ident,
-          $round:ident, $andnot:ident, $and:ident, $or:ident],
-         pow2i: |$x:ident| $pow2i:expr) => {
+          $div:ident, $fmadd:ident, $max:ident, $min:ident],
+         gt_select: |$ga:ident, $gb:ident, $yes:ident, $no:ident| $gt_select:expr,
+         round: |$r:ident| $round:expr,
+         pow2i: |$x:ident| $pow2i:expr,
+         abs: |$av:ident| $abs:expr,
+         with_sign_of: |$wv:ident, $ws:ident| $with_sign_of:expr) => {
             // SAFETY (every unsafe block below): the trait contract says
-            // callers run under avx2+fma, and pointers are valid for LANES elements.
+            // callers run under the type's target features, and pointers are
+            // valid for LANES elements.
             impl Lanes for $v {
                 type Elem = $t;
                 const LANES: usize = $n;
@@ -245,14 +261,15 @@ mod avx2 {
                 }
                 #[inline(always)]
                 unsafe fn gt_select(self, o: Self, yes: Self, no: Self) -> Self {
+                    let ($ga, $gb, $yes, $no) = (self.0, o.0, yes.0, no.0);
                     // SAFETY: see the macro's SAFETY note.
-                    unsafe { $v($blendv(no.0, yes.0, $cmp::<_CMP_GT_OQ>(self.0, o.0))) }
+                    unsafe { $v($gt_select) }
                 }
                 #[inline(always)]
                 unsafe fn round(self) -> Self {
-                    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                    let $r = self.0;
                     // SAFETY: see the macro's SAFETY note.
-                    unsafe { $v($round::<NEAREST>(self.0)) }
+                    unsafe { $v($round) }
                 }
                 #[inline(always)]
                 unsafe fn pow2i(self) -> Self {
@@ -262,36 +279,79 @@ mod avx2 {
                 }
                 #[inline(always)]
                 unsafe fn abs(self) -> Self {
+                    let $av = self.0;
                     // SAFETY: see the macro's SAFETY note.
-                    unsafe { $v($andnot($set1(-0.0), self.0)) }
+                    unsafe { $v($abs) }
                 }
                 #[inline(always)]
                 unsafe fn with_sign_of(self, sign: Self) -> Self {
+                    let ($wv, $ws) = (self.0, sign.0);
                     // SAFETY: see the macro's SAFETY note.
-                    unsafe { $v($or(self.0, $and($set1(-0.0), sign.0))) }
+                    unsafe { $v($with_sign_of) }
                 }
             }
         };
     }
 
-    avx2_lanes!(F32x8, __m256, f32, 8, EXP_POLY_F32, EXP_RANGE_F32,
+    /// Round to nearest, ties to even, without raising exceptions.
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+    vector_lanes!(F32x8, f32, 8, EXP_POLY_F32, EXP_RANGE_F32,
     [_mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_add_ps, _mm256_sub_ps,
-     _mm256_mul_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_max_ps, _mm256_min_ps,
-     _mm256_cmp_ps, _mm256_blendv_ps, _mm256_round_ps, _mm256_andnot_ps, _mm256_and_ps,
-     _mm256_or_ps],
+     _mm256_mul_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_max_ps, _mm256_min_ps],
+    gt_select: |a, b, yes, no| _mm256_blendv_ps(no, yes, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b)),
+    round: |x| _mm256_round_ps::<NEAREST>(x),
     pow2i: |x| {
         let n = _mm256_cvtps_epi32(x);
         _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127))))
-    });
-    avx2_lanes!(F64x4, __m256d, f64, 4, EXP_POLY_F64, EXP_RANGE_F64,
+    },
+    abs: |x| _mm256_andnot_ps(_mm256_set1_ps(-0.0), x),
+    with_sign_of: |x, s| _mm256_or_ps(x, _mm256_and_ps(_mm256_set1_ps(-0.0), s)));
+
+    vector_lanes!(F64x4, f64, 4, EXP_POLY_F64, EXP_RANGE_F64,
     [_mm256_set1_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_add_pd, _mm256_sub_pd,
-     _mm256_mul_pd, _mm256_div_pd, _mm256_fmadd_pd, _mm256_max_pd, _mm256_min_pd,
-     _mm256_cmp_pd, _mm256_blendv_pd, _mm256_round_pd, _mm256_andnot_pd, _mm256_and_pd,
-     _mm256_or_pd],
+     _mm256_mul_pd, _mm256_div_pd, _mm256_fmadd_pd, _mm256_max_pd, _mm256_min_pd],
+    gt_select: |a, b, yes, no| _mm256_blendv_pd(no, yes, _mm256_cmp_pd::<_CMP_GT_OQ>(a, b)),
+    round: |x| _mm256_round_pd::<NEAREST>(x),
     pow2i: |x| {
         let n = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(x));
         _mm256_castsi256_pd(_mm256_slli_epi64::<52>(_mm256_add_epi64(n, _mm256_set1_epi64x(1023))))
-    });
+    },
+    abs: |x| _mm256_andnot_pd(_mm256_set1_pd(-0.0), x),
+    with_sign_of: |x, s| _mm256_or_pd(x, _mm256_and_pd(_mm256_set1_pd(-0.0), s)));
+
+    // AVX-512F alone has no float bit operations (those are AVX-512DQ), so
+    // sign manipulation goes through the integer registers' view.
+    vector_lanes!(F32x16, f32, 16, EXP_POLY_F32, EXP_RANGE_F32,
+    [_mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_add_ps, _mm512_sub_ps,
+     _mm512_mul_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_max_ps, _mm512_min_ps],
+    gt_select: |a, b, yes, no| _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), no, yes),
+    round: |x| _mm512_roundscale_ps::<NEAREST>(x),
+    pow2i: |x| {
+        let n = _mm512_cvtps_epi32(x);
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127))))
+    },
+    abs: |x| _mm512_castsi512_ps(_mm512_and_si512(
+        _mm512_castps_si512(x), _mm512_set1_epi32(i32::MAX))),
+    with_sign_of: |x, s| _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(x),
+        _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(i32::MIN)))));
+
+    vector_lanes!(F64x8, f64, 8, EXP_POLY_F64, EXP_RANGE_F64,
+    [_mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd, _mm512_sub_pd,
+     _mm512_mul_pd, _mm512_div_pd, _mm512_fmadd_pd, _mm512_max_pd, _mm512_min_pd],
+    gt_select: |a, b, yes, no| _mm512_mask_blend_pd(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(a, b), no, yes),
+    round: |x| _mm512_roundscale_pd::<NEAREST>(x),
+    pow2i: |x| {
+        // f64 → i64 conversion is AVX-512DQ; through i32 (the exponent fits) is F.
+        let n = _mm512_cvtepi32_epi64(_mm512_cvtpd_epi32(x));
+        _mm512_castsi512_pd(_mm512_slli_epi64::<52>(_mm512_add_epi64(n, _mm512_set1_epi64(1023))))
+    },
+    abs: |x| _mm512_castsi512_pd(_mm512_and_si512(
+        _mm512_castpd_si512(x), _mm512_set1_epi64(i64::MAX))),
+    with_sign_of: |x, s| _mm512_castsi512_pd(_mm512_or_si512(
+        _mm512_castpd_si512(x),
+        _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64(i64::MIN)))));
 }
 
 /// `exp(x)` lane-wise: `x = n·ln2 + r`, `exp(r)` by polynomial, times `2ⁿ`.

@@ -243,13 +243,13 @@ fn for_each_path(mut f: impl FnMut(Isa, &dyn Fn(&Case, Isa))) {
 
 #[test]
 fn every_small_shape_on_every_path() {
-    // Covers m, n in 0..=2·MR+1 and 0..=2·NR+1 for every kernel (MR ≤ 6,
-    // NR ≤ 16), cycling layouts and α/β so each combination appears often.
+    // Covers m, n in 0..=2·MR+1 and 0..=2·NR+1 for every kernel (MR ≤ 12,
+    // NR ≤ 32), cycling layouts and α/β so each combination appears often.
     let ks = [0, 1, 2, 7, 8, 9];
     for_each_path(|isa, run| {
         let mut index = 0usize;
-        for m in 0..=13 {
-            for n in 0..=33 {
+        for m in 0..=25 {
+            for n in 0..=65 {
                 for &k in &ks {
                     index += 1;
                     let case = Case {
@@ -321,6 +321,16 @@ fn blocking_boundaries_and_primes() {
         (3, 2, 4080),
         (4, 3, 4081),
         (2, 2, 8161),
+        (47, 3, 31),
+        (48, 2, 33),
+        (49, 3, 65),
+        (5, 1023, 33),
+        (13, 1024, 31),
+        (25, 1025, 35),
+        (3, 2, 4063),
+        (5, 2, 4064),
+        (4, 3, 4065),
+        (2, 2, 8129),
         (97, 89, 101),
         (31, 37, 41),
         (266, 267, 265),

@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Packing is skipped where it cannot pay for itself: A contiguous along k
-//! is read in place (the kernel broadcasts from its rows), and so is B with
-//! contiguous rows when there are few rows of A to share the copy; see
-//! [`reads_a_in_place`] and [`reads_b_in_place`].
+//! is read in place (the kernel broadcasts from its rows) or, when its rows
+//! would collide in L1, copied row by row to a padded stride; B with
+//! contiguous rows is read in place when there are few rows of A to share
+//! the copy; see [`a_layout`] and [`reads_b_in_place`].
 //!
 //! # Threads and determinism
 //!
@@ -25,9 +26,10 @@
 
 use rayon::prelude::*;
 
+use super::dispatch::Isa;
 use super::element::Element;
 use super::kernel::{Kernel, MAX_TILE, TileEpilogue};
-use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_b_panel, sliver_rows};
+use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_a_rows, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
 
 use crate::par::PAR_MIN_WORK;
@@ -68,20 +70,48 @@ fn reads_b_in_place<T, P>(b: &Operand<P>, m: usize) -> bool {
     b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS && !aliasing
 }
 
-/// Whether the A blocks of a panel with `slivers` B slivers are read in place.
-///
-/// A contiguous along k can feed the kernel's broadcasts directly from its
-/// rows, which saves the transposing pack; only rows a multiple of 4 KiB
-/// apart are packed (unless the panel is narrow), as they would all compete
-/// for the same few L1 sets.
-fn reads_a_in_place<T, P>(a: &Operand<P>, slivers: usize) -> bool {
-    let aliasing = (a.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
-    a.cs == 1 && (slivers <= A_IN_PLACE_MAX_SLIVERS || !aliasing)
+/// How the kernel reads the blocks of A.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ALayout {
+    /// Straight from A, which is contiguous along k: the kernel broadcasts
+    /// from MR rows (`acs = 1`); no copy at all.
+    InPlace,
+    /// Contiguous along k but with rows a multiple of 4 KiB apart, which
+    /// would all compete for the same few L1 sets: each block's rows are
+    /// copied to a padded stride (a plain copy, no transpose) and read as in place.
+    Rows,
+    /// Packed into k-major slivers (see [`pack_a_block`]): any other layout.
+    Slivers,
 }
 
-/// A rough cycle count for computing `C = A·B` in this orientation: the
-/// multiply work on padded tiles (one tile column of FMAs per cycle), plus
-/// packing. Only used to compare the two orientations of one product.
+/// How the A blocks of a panel with `slivers` B slivers are read.
+///
+/// A narrow panel reuses each A block too few times for a copy to pay off,
+/// so A contiguous along k is read in place there even when aliasing.
+fn a_layout<T, P>(a: &Operand<P>, slivers: usize) -> ALayout {
+    let aliasing = (a.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
+    match a.cs == 1 {
+        true if slivers <= A_IN_PLACE_MAX_SLIVERS || !aliasing => ALayout::InPlace,
+        true => ALayout::Rows,
+        false => ALayout::Slivers,
+    }
+}
+
+/// The row stride, in elements, of A rows copied `kc` deep ([`ALayout::Rows`]):
+/// `kc` rounded up to a cache line, plus one, so consecutive rows start in
+/// consecutive L1 sets.
+fn padded_row_stride<T>(kc: usize) -> usize {
+    let line = 64 / size_of::<T>();
+    kc.next_multiple_of(line) + line
+}
+
+/// Bytes of B operand the vector kernels multiply-add per cycle: two 256-bit
+/// FMA pipes (Haswell to Zen 4; a 512-bit FMA occupies both on Zen 4).
+const VECTOR_FMA_BYTES_PER_CYCLE: usize = 64;
+
+/// A rough cycle count for computing `C = A·B` in this orientation on this
+/// kernel: the multiply work on padded tiles, plus packing. Only used to
+/// compare orientations and kernels of one ISA for one product.
 fn cost<T: Element, P, Q>(
     kernel: &Kernel<T>,
     [m, k, n]: [usize; 3],
@@ -95,7 +125,13 @@ fn cost<T: Element, P, Q>(
     } else {
         STRIDED_STORE_PENALTY
     };
-    let multiply = (m.div_ceil(mr) * mr * n.div_ceil(nr) * k) as f64 * store;
+    // The scalar kernel retires about one tile row (NR values) per cycle.
+    let bytes_per_cycle = match kernel.isa() {
+        Isa::Scalar => nr * size_of::<T>(),
+        _ => VECTOR_FMA_BYTES_PER_CYCLE,
+    };
+    let padded = m.div_ceil(mr) * mr * n.div_ceil(nr) * nr * k * size_of::<T>();
+    let multiply = padded as f64 / bytes_per_cycle as f64 * store;
     let pack = |elements: usize, contiguous: bool| {
         let per = if contiguous {
             PACK_COPY_CYCLES
@@ -105,10 +141,10 @@ fn cost<T: Element, P, Q>(
         elements as f64 * per
     };
     let panel_slivers = n.min(kernel.nc).div_ceil(nr);
-    let pack_a = if reads_a_in_place::<T, _>(&a, panel_slivers) {
-        0.0
-    } else {
-        pack(m * k, a.rs == 1)
+    let pack_a = match a_layout::<T, _>(&a, panel_slivers) {
+        ALayout::InPlace => 0.0,
+        ALayout::Rows => pack(m * k, true),
+        ALayout::Slivers => pack(m * k, a.rs == 1),
     };
     let pack_b = if reads_b_in_place::<T, _>(&b, m) {
         0.0
@@ -164,7 +200,7 @@ unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 /// (C for reads unless `β = 0`, and for writes); distinct `(i, j)` must
 /// address distinct elements of C, which must not overlap A or B.
 pub(crate) unsafe fn gemm<T: Element>(
-    kernel: &Kernel<T>,
+    kernel: &'static Kernel<T>,
     max_threads: usize,
     [m, k, n]: [usize; 3],
     alpha: T,
@@ -183,10 +219,23 @@ pub(crate) unsafe fn gemm<T: Element>(
         unsafe { scale(m, n, beta, c, epilogue) };
         return;
     }
-    // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ: less tile
-    // padding, or less packing. Decided from shape and strides alone.
-    let swapped = [n, k, m];
-    let transposed = cost(kernel, swapped, b.t(), a.t(), c.t()) < cost(kernel, [m, k, n], a, b, c);
+    // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ (less
+    // tile padding, or less packing), or on a narrower kernel. Decided from
+    // shape and strides alone; ties keep the first candidate.
+    let (kernel, transposed) = kernel
+        .variants()
+        .flat_map(|kernel| [(kernel, false), (kernel, true)])
+        .map(|(kernel, transposed)| {
+            let cycles = if transposed {
+                cost(kernel, [n, k, m], b.t(), a.t(), c.t())
+            } else {
+                cost(kernel, [m, k, n], a, b, c)
+            };
+            ((kernel, transposed), cycles)
+        })
+        .reduce(|best, next| if next.1 < best.1 { next } else { best })
+        .expect("a kernel has at least one variant")
+        .0;
     let (m, n, a, b, c) = if transposed {
         (n, m, b.t(), a.t(), c.t())
     } else {
@@ -279,7 +328,8 @@ unsafe fn blocked<T: Element>(
             } else {
                 b_buf.slice::<T>(slivers * nr * kc)
             };
-            let in_place = reads_a_in_place::<T, _>(&a, slivers);
+            let a_layout = a_layout::<T, _>(&a, slivers);
+            let a_row_stride = padded_row_stride::<T>(kc);
             // One task: the A block `block` times the B slivers of `group`,
             // found through `b_slivers`.
             let last_panel = pc + kc == k;
@@ -293,25 +343,37 @@ unsafe fn blocked<T: Element>(
                         .get()
                         .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1])
                 };
-                // Read in place, A needs no packing at all (kernels read exactly
-                // the rows of their sliver); otherwise the block is packed.
+                // Read in place, A needs no copy at all (kernels read exactly
+                // the rows of their sliver); otherwise the block is copied.
                 let mut a_buf = PackBuf::for_a();
-                let a_packed = a_buf.slice::<T>(if in_place {
-                    0
-                } else {
-                    mc.div_ceil(mr) * mr * kc
+                let a_packed = a_buf.slice::<T>(match a_layout {
+                    ALayout::InPlace => 0,
+                    ALayout::Rows => mc * a_row_stride,
+                    ALayout::Slivers => mc.div_ceil(mr) * mr * kc,
                 });
-                if !in_place {
+                match a_layout {
+                    ALayout::InPlace => {}
                     // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
-                    unsafe { pack_a_block(mr, mc, a_block, a_strides, a_packed) };
+                    ALayout::Rows => unsafe {
+                        pack_a_rows(kc, a_block, a_strides[0], a_row_stride, a_packed)
+                    },
+                    // SAFETY: as above.
+                    ALayout::Slivers => unsafe {
+                        pack_a_block(mr, mc, a_block, a_strides, a_packed)
+                    },
                 }
                 let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
-                    if in_place {
-                        // SAFETY: the sliver's rows are inside the block (sliver_rows).
-                        let rows = unsafe { a_block.offset(first_row as isize * a_strides[0]) };
-                        (rows, [a_strides[0], 1])
-                    } else {
-                        (a_packed[r * mr * kc..].as_ptr(), [1, mr as isize])
+                    match a_layout {
+                        ALayout::InPlace => {
+                            // SAFETY: the sliver's rows are inside the block (sliver_rows).
+                            let rows = unsafe { a_block.offset(first_row as isize * a_strides[0]) };
+                            (rows, [a_strides[0], 1])
+                        }
+                        ALayout::Rows => (
+                            a_packed[first_row * a_row_stride..].as_ptr(),
+                            [a_row_stride as isize, 1],
+                        ),
+                        ALayout::Slivers => (a_packed[r * mr * kc..].as_ptr(), [1, mr as isize]),
                     }
                 };
                 // jr: one NR-wide sliver of the B panel, NR columns of C.

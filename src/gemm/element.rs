@@ -12,14 +12,21 @@ mod sealed {
         /// The AVX2 vector of this element type.
         #[cfg(target_arch = "x86_64")]
         type Avx2: crate::simd::Lanes<Elem = Self>;
+        /// The AVX-512 vector of this element type.
+        #[cfg(target_arch = "x86_64")]
+        type Avx512: crate::simd::Lanes<Elem = Self>;
     }
     impl Sealed for f32 {
         #[cfg(target_arch = "x86_64")]
         type Avx2 = crate::simd::F32x8;
+        #[cfg(target_arch = "x86_64")]
+        type Avx512 = crate::simd::F32x16;
     }
     impl Sealed for f64 {
         #[cfg(target_arch = "x86_64")]
         type Avx2 = crate::simd::F64x4;
+        #[cfg(target_arch = "x86_64")]
+        type Avx512 = crate::simd::F64x8;
     }
 }
 

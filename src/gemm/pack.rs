@@ -44,7 +44,9 @@ unsafe fn pack_sliver<T: Element>(
             4 => pack_full_sliver::<T, 4>(src, strides, out),
             6 => pack_full_sliver::<T, 6>(src, strides, out),
             8 => pack_full_sliver::<T, 8>(src, strides, out),
+            12 => pack_full_sliver::<T, 12>(src, strides, out),
             16 => pack_full_sliver::<T, 16>(src, strides, out),
+            32 => pack_full_sliver::<T, 32>(src, strides, out),
             _ => pack_sliver_any(w, valid, src, strides, out),
         }
     }
@@ -146,6 +148,27 @@ pub(crate) unsafe fn pack_a_block<T: Element>(
     }
 }
 
+/// Copies the rows of an A block that is contiguous along k, `kc` values
+/// each, to `out` at row stride `stride` (`out.len()` is `rows · stride`).
+/// The padding between rows is left as it is: kernels never read it.
+///
+/// # Safety
+/// `a + i·rsa + p` must be readable for `i < out.len() / stride`, `p < kc`.
+pub(crate) unsafe fn pack_a_rows<T: Element>(
+    kc: usize,
+    a: *const T,
+    rsa: isize,
+    stride: usize,
+    out: &mut [T],
+) {
+    debug_assert!(kc <= stride && out.len().is_multiple_of(stride));
+    for (i, row) in out.chunks_exact_mut(stride).enumerate() {
+        // SAFETY: row i of the block holds kc contiguous readable values (caller contract).
+        let src = unsafe { core::slice::from_raw_parts(a.offset(i as isize * rsa), kc) };
+        row[..kc].copy_from_slice(src);
+    }
+}
+
 /// Packs the `kc × nc` panel of B at `b` into `⌈nc/nr⌉` slivers of `kc × nr`,
 /// on the current rayon pool when `parallel` is set.
 ///
@@ -241,15 +264,54 @@ unsafe fn pack_rows<T: Element>(
 #[inline(always)]
 fn copy_piece<T: Element>(dst: &mut [T], src: &[T]) {
     match (dst.len(), src.len()) {
-        (16, 16) => {
-            *<&mut [T; 16]>::try_from(dst).expect("16") = *<&[T; 16]>::try_from(src).expect("16")
-        }
-        (8, 8) => *<&mut [T; 8]>::try_from(dst).expect("8") = *<&[T; 8]>::try_from(src).expect("8"),
-        (4, 4) => *<&mut [T; 4]>::try_from(dst).expect("4") = *<&[T; 4]>::try_from(src).expect("4"),
+        (32, 32) => copy_fixed::<T, 32>(dst, src),
+        (16, 16) => copy_fixed::<T, 16>(dst, src),
+        (8, 8) => copy_fixed::<T, 8>(dst, src),
+        (4, 4) => copy_fixed::<T, 4>(dst, src),
         (_, n) => {
-            dst[..n].copy_from_slice(src);
-            dst[n..].fill(T::ZERO);
+            // A partial piece (the last columns of B, e.g. an output
+            // layer's 10): power-of-two fixed moves, not memcpy/memset calls.
+            let (head, tail) = dst.split_at_mut(n);
+            copy_short(head, src);
+            copy_short(tail, &[T::ZERO; 32][..tail.len().min(32)]);
+            if tail.len() > 32 {
+                tail[32..].fill(T::ZERO);
+            }
         }
+    }
+}
+
+/// `dst = src` for slices of exactly `W` elements.
+#[inline(always)]
+fn copy_fixed<T: Element, const W: usize>(dst: &mut [T], src: &[T]) {
+    *<&mut [T; W]>::try_from(dst).expect("W elements") =
+        *<&[T; W]>::try_from(src).expect("W elements");
+}
+
+/// `dst = src` (equal lengths) as fixed-size moves of 16, 8, 4, 2 and 1
+/// elements, for pieces too short to be worth a `memcpy` call.
+#[inline(always)]
+fn copy_short<T: Element>(dst: &mut [T], src: &[T]) {
+    debug_assert_eq!(dst.len(), src.len());
+    let n = dst.len();
+    let mut at = 0;
+    while n - at >= 16 {
+        copy_fixed::<T, 16>(&mut dst[at..at + 16], &src[at..at + 16]);
+        at += 16;
+    }
+    macro_rules! step {
+        ($w:literal) => {
+            if n - at >= $w {
+                copy_fixed::<T, $w>(&mut dst[at..at + $w], &src[at..at + $w]);
+                at += $w;
+            }
+        };
+    }
+    step!(8);
+    step!(4);
+    step!(2);
+    if at < n {
+        dst[at] = src[at];
     }
 }
 

@@ -208,8 +208,9 @@ impl Optimizer {
     /// same bits.
     fn update_chunk(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
         #[cfg(target_arch = "x86_64")]
-        if crate::gemm::Isa::selected() == crate::gemm::Isa::Avx2Fma {
-            // SAFETY: Isa::selected only returns ISAs detected on this CPU.
+        if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+            // SAFETY: Isa::selected only returns ISAs detected on this CPU, and
+            // every ISA from Avx2Fma up includes AVX2 (the enum order).
             unsafe { self.update_chunk_avx2(t, lr, chunk) };
             return;
         }

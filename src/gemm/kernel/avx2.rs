@@ -1,4 +1,4 @@
-//! AVX2 + FMA microkernels: one generic `#[target_feature]` body,
+//! AVX2 + FMA microkernels: the shared tile body compiled for AVX2 + FMA,
 //! instantiated per element type and row count.
 //!
 //! The full tile is `6 × 2` vectors: 6×16 for f32 and 6×8 for f64 (BLIS's
@@ -6,11 +6,9 @@
 //! value use 15 of the 16 ymm registers; each k step issues 12 FMAs against
 //! 8 loads, so the two FMA pipes, not the load ports, set the pace.
 
-use core::arch::x86_64::*;
-
+use super::vector::{tile_body, tiles_by_rows};
 use super::{Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
-use crate::gemm::element::Element;
 use crate::simd::Lanes;
 use crate::simd::{F32x8, F64x4};
 
@@ -36,7 +34,7 @@ pub(crate) static F32: Kernel<f32> = unsafe {
         Isa::Avx2Fma,
         [MR, 2 * 8],
         [MC_F32, KC_F32, NC],
-        &tiles_by_rows!(F32x8),
+        &tiles_by_rows!(tile::<F32x8, 2>, [1, 2, 3, 4, 5, 6]),
     )
 };
 // SAFETY: as above.
@@ -45,37 +43,21 @@ pub(crate) static F64: Kernel<f64> = unsafe {
         Isa::Avx2Fma,
         [MR, 2 * 4],
         [MC_F64, KC_F64, NC],
-        &tiles_by_rows!(F64x4),
+        &tiles_by_rows!(tile::<F64x4, 2>, [1, 2, 3, 4, 5, 6]),
     )
 };
 
-/// The tile functions for 1 ..= MR rows.
-macro_rules! tiles_by_rows {
-    ($v:ty) => {
-        [
-            tile::<$v, 1> as TileFn<<$v as Lanes>::Elem>,
-            tile::<$v, 2>,
-            tile::<$v, 3>,
-            tile::<$v, 4>,
-            tile::<$v, 5>,
-            tile::<$v, 6>,
-        ]
-    };
-}
-use tiles_by_rows;
-
-/// A `ROWS × 2·LANES` tile (ROWS ≤ 6): 6×16 for f32 and 6×8 for f64 when
-/// full. Fewer rows serve the last sliver of a block, so no FMA is spent on
-/// padding rows.
+/// A `ROWS × NV·LANES` tile (ROWS ≤ 6, NV = 2): 6×16 for f32 and 6×8 for
+/// f64 when full; the body is [`tile_body`], compiled here for AVX2 + FMA.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<V: Lanes, const ROWS: usize>(
+unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
     k: usize,
     alpha: V::Elem,
     a: *const V::Elem,
-    [ars, acs]: [isize; 2],
+    a_strides: [isize; 2],
     b: *const V::Elem,
     bs: isize,
     beta: V::Elem,
@@ -83,57 +65,7 @@ unsafe fn tile<V: Lanes, const ROWS: usize>(
     rsc: isize,
     epilogue: Option<&TileEpilogue<V::Elem>>,
 ) {
-    let l = V::LANES;
-    let nr = 2 * l;
-    // SAFETY (whole body): this function runs under avx2+fma and the pointers
-    // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs for
-    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, C rows `c + i·rsc` hold NR
-    // writable values each, and an epilogue bias holds NR (or ROWS) values.
-    unsafe {
-        // C is touched only after the k loop: start pulling its rows in now.
-        for i in 0..ROWS {
-            let row = c.offset(i as isize * rsc) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
-        }
-        let mut ab = [[V::splat(V::Elem::ZERO); 2]; ROWS];
-        let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
-        let mut b = b;
-        let mut at = 0isize;
-        for _ in 0..k {
-            let b0 = V::loadu(b);
-            let b1 = V::loadu(b.add(l));
-            for (ab, row) in ab.iter_mut().zip(rows) {
-                let ai = V::broadcast(row.offset(at));
-                ab[0] = ai.fmadd(b0, ab[0]);
-                ab[1] = ai.fmadd(b1, ab[1]);
-            }
-            at += acs;
-            b = b.offset(bs);
-        }
-        let alpha = V::splat(alpha);
-        for (i, ab) in ab.iter().enumerate() {
-            let row = c.offset(i as isize * rsc);
-            for (v, &ab) in ab.iter().enumerate() {
-                let p = row.add(v * l);
-                let mut out = if beta == V::Elem::ZERO {
-                    alpha.mul(ab)
-                } else {
-                    V::splat(beta).fmadd(V::loadu(p), alpha.mul(ab))
-                };
-                if let Some(e) = epilogue {
-                    if !e.bias.is_null() {
-                        let bias = if e.bias_per_row {
-                            V::broadcast(e.bias.add(i))
-                        } else {
-                            V::loadu(e.bias.add(v * l))
-                        };
-                        out = out.add(bias);
-                    }
-                    out = e.act.apply_lanes(out);
-                }
-                out.storeu(p);
-            }
-        }
-    }
+    // SAFETY: AVX2 and FMA are enabled here (V is a 256-bit AVX2 type); the
+    // pointer contract is forwarded.
+    unsafe { tile_body::<V, NV, ROWS>(k, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
 }

@@ -29,13 +29,18 @@ pub(crate) mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod vector;
 
 use super::dispatch::Isa;
 use super::element::Element;
 use crate::activation::Activation;
 
-/// The largest `MR · NR` of any kernel: the size of the temporary edge tile.
-pub(crate) const MAX_TILE: usize = 128;
+/// The largest `MR · NR` of any kernel (AVX-512 f32: 12 × 32): the size of
+/// the temporary edge tile.
+pub(crate) const MAX_TILE: usize = 384;
 
 /// Signature shared by every microkernel; see the module docs for the contract.
 pub(crate) type TileFn<T> = unsafe fn(
@@ -52,7 +57,7 @@ pub(crate) type TileFn<T> = unsafe fn(
 );
 
 /// The largest NR of any kernel: the size of a padded bias for an edge tile.
-pub(crate) const MAX_NR: usize = 16;
+pub(crate) const MAX_NR: usize = 32;
 
 /// What a kernel does to a finished tile before storing it (only on the last
 /// k panel): `C ← act(C + bias)`, on the register tile.
@@ -80,12 +85,14 @@ pub struct Kernel<T: 'static> {
     pub(crate) nr: usize,
     /// Rows of A packed per block; the `MC × KC` block stays in L2.
     pub(crate) mc: usize,
-    /// Depth of a packed panel; an `MR × KC` A sliver plus a `KC × NR` B sliver stay in L1.
+    /// Depth of a packed panel (see each kernel for how it was chosen).
     pub(crate) kc: usize,
     /// Columns of B packed per panel; the `KC × NC` panel stays in L3.
     pub(crate) nc: usize,
     /// `tiles[r - 1]` computes an `r × NR` tile, for `r` in `1 ..= MR`.
     tiles: &'static [TileFn<T>],
+    /// A narrower kernel of the same ISA, for products with few columns.
+    narrow: Option<&'static Kernel<T>>,
 }
 
 impl<T: Element> Kernel<T> {
@@ -108,7 +115,26 @@ impl<T: Element> Kernel<T> {
             kc,
             nc,
             tiles,
+            narrow: None,
         }
+    }
+
+    /// This kernel, with `narrow` offered to the driver for products whose
+    /// columns would waste most of this kernel's tile.
+    #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
+    pub(crate) const fn with_narrow(self, narrow: &'static Kernel<T>) -> Self {
+        assert!(narrow.nr < self.nr && narrow.narrow.is_none());
+        Kernel {
+            narrow: Some(narrow),
+            ..self
+        }
+    }
+
+    /// This kernel and its narrow twin, if any: the candidates the driver's
+    /// cost model chooses from (all of the same ISA, so holding them is
+    /// equally a proof that the ISA is present).
+    pub(crate) fn variants(&'static self) -> impl Iterator<Item = &'static Kernel<T>> {
+        core::iter::once(self).chain(self.narrow)
     }
 
     /// The instruction set this kernel runs on.
@@ -217,32 +243,35 @@ impl<T: Element> Kernel<T> {
 
 /// The f32 kernel for `isa`, if this CPU has it.
 pub(crate) fn kernel_f32(isa: Isa) -> Option<&'static Kernel<f32>> {
-    match isa {
+    vector_kernel(isa, |k| k.0).or(match isa {
         Isa::Scalar => Some(&scalar::F32),
-        Isa::Avx2Fma => avx2_kernel(isa, |k| k.0),
-    }
+        _ => None,
+    })
 }
 
 /// The f64 kernel for `isa`, if this CPU has it.
 pub(crate) fn kernel_f64(isa: Isa) -> Option<&'static Kernel<f64>> {
-    match isa {
+    vector_kernel(isa, |k| k.1).or(match isa {
         Isa::Scalar => Some(&scalar::F64),
-        Isa::Avx2Fma => avx2_kernel(isa, |k| k.1),
-    }
+        _ => None,
+    })
 }
 
+/// The f32 and f64 kernels of a vector ISA.
+type KernelPair = (&'static Kernel<f32>, &'static Kernel<f64>);
+
+/// `pick` applied to the kernels of `isa`, if it is a vector ISA this CPU has.
 #[cfg(target_arch = "x86_64")]
-fn avx2_kernel<K>(
-    isa: Isa,
-    pick: impl FnOnce((&'static Kernel<f32>, &'static Kernel<f64>)) -> &'static K,
-) -> Option<&'static K> {
-    isa.is_available().then(|| pick((&avx2::F32, &avx2::F64)))
+fn vector_kernel<K>(isa: Isa, pick: impl FnOnce(KernelPair) -> &'static K) -> Option<&'static K> {
+    let pair: KernelPair = match isa {
+        Isa::Scalar => return None,
+        Isa::Avx2Fma => (&avx2::F32, &avx2::F64),
+        Isa::Avx512 => (&avx512::F32, &avx512::F64),
+    };
+    isa.is_available().then(|| pick(pair))
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn avx2_kernel<K>(
-    _isa: Isa,
-    _pick: impl FnOnce((&'static Kernel<f32>, &'static Kernel<f64>)) -> &'static K,
-) -> Option<&'static K> {
+fn vector_kernel<K>(_isa: Isa, _pick: impl FnOnce(KernelPair) -> &'static K) -> Option<&'static K> {
     None
 }

@@ -1,0 +1,104 @@
+//! AVX-512 microkernels: the shared tile body compiled for AVX-512F,
+//! instantiated per element type and row count.
+//!
+//! The full tile is `12 × 2` vectors: 12×32 for f32 and 12×16 for f64.
+//! Twenty-four accumulators and two B vectors use 26 of the 32 zmm
+//! registers (the A broadcasts fold into the FMAs as memory operands); each
+//! k step issues 24 FMAs against 14 loads, so the FMA units set the pace
+//! with half the load traffic per flop of the AVX2 tile, and a tile has
+//! four times the work to amortize its C traffic over.
+//!
+//! Products with few columns (an output layer's n = 10) would waste most of
+//! a 32-wide tile, so each kernel carries a one-vector-wide twin (12×16 for
+//! f32, 12×8 for f64) that the driver picks by its cost model.
+
+use super::vector::{tile_body, tiles_by_rows};
+use super::{Kernel, TileEpilogue, TileFn};
+use crate::gemm::dispatch::Isa;
+use crate::simd::Lanes;
+use crate::simd::{F32x16, F64x8};
+
+/// Register tile rows (broadcast A values per k step).
+const MR: usize = 12;
+/// Rows of A per packed block: 48 × 1024 f32 = 192 KiB (f64: 384 KiB),
+/// inside a 1 MiB L2 next to the B sliver being streamed. Small blocks keep
+/// the A slivers hot while every B sliver of the panel passes by.
+const MC_F32: usize = 48;
+/// See [`MC_F32`].
+const MC_F64: usize = 48;
+/// Packed panel depth. Deep, unlike BLIS's L1-sized choice: at 24 FMAs per
+/// 2 B loads the kernel keeps pace with B slivers streaming from L2 (or L3),
+/// so the depth is chosen to cut the passes over C instead: every MLP
+/// product (k ≤ 1024) runs as one panel and stores its C tiles once.
+/// Measured here (1024³, best of 15): KC 256 → 101, 512 → 108, 1024 → 110 GFLOP/s.
+const KC_F32: usize = 1024;
+/// Same depth as [`KC_F32`] (each k step reads 128 bytes of B either way).
+const KC_F64: usize = 1024;
+/// Columns of B per packed panel: 256 × 4064 × 4 B ≈ 4 MiB stays in L3
+/// (a multiple of both NRs).
+const NC: usize = 4064;
+
+// SAFETY: the tiles need AVX-512F (plus AVX2/FMA, implied by `Isa::Avx512`);
+// `Element::kernel` hands this value out only after
+// `Isa::Avx512.is_available()` returned true.
+pub(crate) static F32: Kernel<f32> = unsafe {
+    Kernel::new(
+        Isa::Avx512,
+        [MR, 2 * 16],
+        [MC_F32, KC_F32, NC],
+        &tiles_by_rows!(tile::<F32x16, 2>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    )
+    .with_narrow(&F32_NARROW)
+};
+// SAFETY: as above.
+static F32_NARROW: Kernel<f32> = unsafe {
+    Kernel::new(
+        Isa::Avx512,
+        [MR, 16],
+        [MC_F32, KC_F32, NC],
+        &tiles_by_rows!(tile::<F32x16, 1>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    )
+};
+// SAFETY: as above.
+pub(crate) static F64: Kernel<f64> = unsafe {
+    Kernel::new(
+        Isa::Avx512,
+        [MR, 2 * 8],
+        [MC_F64, KC_F64, NC],
+        &tiles_by_rows!(tile::<F64x8, 2>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    )
+    .with_narrow(&F64_NARROW)
+};
+// SAFETY: as above.
+static F64_NARROW: Kernel<f64> = unsafe {
+    Kernel::new(
+        Isa::Avx512,
+        [MR, 8],
+        [MC_F64, KC_F64, NC],
+        &tiles_by_rows!(tile::<F64x8, 1>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+    )
+};
+
+/// A `ROWS × NV·LANES` tile (ROWS ≤ 12, NV = 1 or 2): up to 12×32 for f32
+/// and 12×16 for f64; the body is [`tile_body`], compiled here for AVX-512F.
+///
+/// # Safety
+/// The CPU supports AVX-512F, AVX2 and FMA; the pointers satisfy the kernel
+/// contract.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
+    k: usize,
+    alpha: V::Elem,
+    a: *const V::Elem,
+    a_strides: [isize; 2],
+    b: *const V::Elem,
+    bs: isize,
+    beta: V::Elem,
+    c: *mut V::Elem,
+    rsc: isize,
+    epilogue: Option<&TileEpilogue<V::Elem>>,
+) {
+    // SAFETY: AVX-512F is enabled here (V is a 512-bit type); the pointer
+    // contract is forwarded.
+    unsafe { tile_body::<V, NV, ROWS>(k, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
+}

@@ -1,0 +1,104 @@
+//! The register-tile body shared by the x86 vector kernels (AVX2 and
+//! AVX-512), written once against [`Lanes`] and compiled per ISA by the thin
+//! `#[target_feature]` shims in `avx2.rs` and `avx512.rs`.
+
+use core::arch::x86_64::*;
+
+use super::TileEpilogue;
+use crate::gemm::element::Element;
+use crate::simd::Lanes;
+
+/// The tile functions `shim::<V, NV, r>` for each listed row count `r`, in
+/// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide.
+macro_rules! tiles_by_rows {
+    ($shim:ident::<$v:ty, $nv:literal>, [$($rows:literal),*]) => {
+        [$($shim::<$v, $nv, $rows> as TileFn<<$v as Lanes>::Elem>),*]
+    };
+}
+pub(crate) use tiles_by_rows;
+
+/// A `ROWS × NV·LANES` tile: `ROWS` broadcast A values against `NV` B
+/// vectors per k step, `NV·ROWS` accumulators. Fewer rows than MR serve the
+/// last sliver of a block, so no FMA is spent on padding rows.
+///
+/// # Safety
+/// Runs inside a function compiled with `V`'s target features; the pointers
+/// satisfy the kernel contract.
+#[inline(always)]
+pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
+    k: usize,
+    alpha: V::Elem,
+    a: *const V::Elem,
+    [ars, acs]: [isize; 2],
+    b: *const V::Elem,
+    bs: isize,
+    beta: V::Elem,
+    c: *mut V::Elem,
+    rsc: isize,
+    epilogue: Option<&TileEpilogue<V::Elem>>,
+) {
+    let l = V::LANES;
+    let nr = NV * l;
+    // SAFETY (whole body): this runs under V's target features and the pointers
+    // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs for
+    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, C rows `c + i·rsc` hold NR
+    // writable values each, and an epilogue bias holds NR (or ROWS) values.
+    unsafe {
+        // C is touched only after the k loop: start pulling its rows in now.
+        for i in 0..ROWS {
+            let row = c.offset(i as isize * rsc) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(row);
+            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
+        }
+        let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
+        let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
+        let mut b = b;
+        let mut at = 0isize;
+        for _ in 0..k {
+            let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * l)));
+            for (ab, row) in ab.iter_mut().zip(rows) {
+                let ai = V::broadcast(row.offset(at));
+                for (ab, &bv) in ab.iter_mut().zip(&bv) {
+                    *ab = ai.fmadd(bv, *ab);
+                }
+            }
+            at += acs;
+            b = b.offset(bs);
+        }
+        let alpha = V::splat(alpha);
+        for (i, ab) in ab.iter().enumerate() {
+            let row = c.offset(i as isize * rsc);
+            for (v, &ab) in ab.iter().enumerate() {
+                let p = row.add(v * l);
+                let out = if beta == V::Elem::ZERO {
+                    alpha.mul(ab)
+                } else {
+                    V::splat(beta).fmadd(V::loadu(p), alpha.mul(ab))
+                };
+                out.storeu(p);
+            }
+        }
+        // The epilogue re-reads the tile from L1 rather than working on the
+        // accumulators: its activation code is too large to unroll over
+        // every register, and a rolled loop over the accumulators would make
+        // them a stack array (spilled, and zeroed by memset on every call).
+        if let Some(e) = epilogue {
+            for i in 0..ROWS {
+                let row = c.offset(i as isize * rsc);
+                for v in 0..NV {
+                    let p = row.add(v * l);
+                    let mut out = V::loadu(p);
+                    if !e.bias.is_null() {
+                        let bias = if e.bias_per_row {
+                            V::broadcast(e.bias.add(i))
+                        } else {
+                            V::loadu(e.bias.add(v * l))
+                        };
+                        out = out.add(bias);
+                    }
+                    e.act.apply_lanes(out).storeu(p);
+                }
+            }
+        }
+    }
+}
