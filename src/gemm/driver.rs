@@ -53,21 +53,17 @@ const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 /// reused too few times to repay the copy.
 const A_IN_PLACE_MAX_SLIVERS: usize = 4;
 
-/// A product with at most this many rows reads B in place (when B is
-/// contiguous along its columns) instead of packing it: each packed B value
-/// would feed too few rows to repay the copy.
-const B_IN_PLACE_MAX_ROWS: usize = 64;
-
 /// Row strides that are a multiple of this many bytes map the rows an
 /// in-place sliver reads to the same few L1 sets; such operands are packed.
 const L1_ALIASING_STRIDE: usize = 4096;
 
-/// Whether B is read in place for a product with `m` rows: contiguous along
-/// its columns, few rows to amortize a pack, and rows not a multiple of
-/// 4 KiB apart (which would map every k step to the same L1 sets).
-fn reads_b_in_place<T, P>(b: &Operand<P>, m: usize) -> bool {
+/// Whether `kernel` reads B in place for a product with `m` rows: contiguous
+/// along its columns, few enough rows that a pack would not pay for itself
+/// on this kernel (see [`Kernel::b_in_place_max_rows`]), and rows not a
+/// multiple of 4 KiB apart (which would map every k step to the same L1 sets).
+fn reads_b_in_place<T: Element, P>(kernel: &Kernel<T>, b: &Operand<P>, m: usize) -> bool {
     let aliasing = (b.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
-    b.cs == 1 && m <= B_IN_PLACE_MAX_ROWS && !aliasing
+    b.cs == 1 && m <= kernel.b_in_place_max_rows && !aliasing
 }
 
 /// How the kernel reads the blocks of A.
@@ -146,7 +142,7 @@ fn cost<T: Element, P, Q>(
         ALayout::Rows => pack(m * k, true),
         ALayout::Slivers => pack(m * k, a.rs == 1),
     };
-    let pack_b = if reads_b_in_place::<T, _>(&b, m) {
+    let pack_b = if reads_b_in_place(kernel, &b, m) {
         0.0
     } else {
         pack(k * n, b.cs == 1)
@@ -319,7 +315,7 @@ unsafe fn blocked<T: Element>(
             };
             // Read in place, only a partial last B sliver is packed (kernels
             // always read NR columns); otherwise the panel is packed.
-            let b_in_place = reads_b_in_place::<T, _>(&b, m);
+            let b_in_place = reads_b_in_place(kernel, &b, m);
             let full_slivers = nc / nr;
             let b_packed = if b_in_place {
                 let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);

@@ -235,7 +235,8 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
 }
 
 /// Packs the `kc`-deep slivers in `out` from the row-major panel at `b` (row
-/// stride `rsb`, `cols` valid columns), one source row at a time.
+/// stride `rsb`, `cols` valid columns), one source row at a time; a partial
+/// last sliver is zeroed once and then gets its valid columns row by row.
 ///
 /// # Safety
 /// `b + p·rsb + j` must be readable for `p < kc`, `j < min(cols, slivers·nr)`.
@@ -247,37 +248,40 @@ unsafe fn pack_rows<T: Element>(
     out: &mut [T],
 ) {
     let slivers = out.len() / (nr * kc);
+    let cols = cols.min(slivers * nr);
+    let full = cols / nr;
+    let (full_out, tail_out) = out.split_at_mut(full * nr * kc);
     for p in 0..kc {
-        // SAFETY: row p holds `cols` readable values (caller contract).
-        let row = unsafe {
-            core::slice::from_raw_parts(b.offset(p as isize * rsb), cols.min(slivers * nr))
-        };
-        for (s, piece) in row.chunks(nr).enumerate() {
-            let dst = &mut out[s * nr * kc + p * nr..][..nr];
-            copy_piece(dst, piece);
+        // SAFETY: row p holds `cols` ≥ full·nr readable values (caller contract).
+        let row = unsafe { core::slice::from_raw_parts(b.offset(p as isize * rsb), full * nr) };
+        for (s, piece) in row.chunks_exact(nr).enumerate() {
+            copy_piece(&mut full_out[s * nr * kc + p * nr..][..nr], piece);
+        }
+    }
+    let valid = cols - full * nr;
+    if valid > 0 {
+        let tail = &mut tail_out[..nr * kc];
+        tail.fill(T::ZERO);
+        for (p, dst) in tail.chunks_exact_mut(nr).enumerate() {
+            // SAFETY: row p holds `valid` readable values from column full·nr (caller contract).
+            let src = unsafe {
+                core::slice::from_raw_parts(b.offset(p as isize * rsb).add(full * nr), valid)
+            };
+            copy_short(&mut dst[..valid], src);
         }
     }
 }
 
-/// `dst[..src.len()] = src`, zero-filling the rest; fixed-size moves for the
-/// kernels' widths (a `memcpy` call per 64 bytes would dominate).
+/// `dst = src` for one full sliver row; fixed-size moves for the kernels'
+/// widths (a `memcpy` call per 64 or 128 bytes would dominate).
 #[inline(always)]
 fn copy_piece<T: Element>(dst: &mut [T], src: &[T]) {
-    match (dst.len(), src.len()) {
-        (32, 32) => copy_fixed::<T, 32>(dst, src),
-        (16, 16) => copy_fixed::<T, 16>(dst, src),
-        (8, 8) => copy_fixed::<T, 8>(dst, src),
-        (4, 4) => copy_fixed::<T, 4>(dst, src),
-        (_, n) => {
-            // A partial piece (the last columns of B, e.g. an output
-            // layer's 10): power-of-two fixed moves, not memcpy/memset calls.
-            let (head, tail) = dst.split_at_mut(n);
-            copy_short(head, src);
-            copy_short(tail, &[T::ZERO; 32][..tail.len().min(32)]);
-            if tail.len() > 32 {
-                tail[32..].fill(T::ZERO);
-            }
-        }
+    match dst.len() {
+        32 => copy_fixed::<T, 32>(dst, src),
+        16 => copy_fixed::<T, 16>(dst, src),
+        8 => copy_fixed::<T, 8>(dst, src),
+        4 => copy_fixed::<T, 4>(dst, src),
+        _ => dst.copy_from_slice(src),
     }
 }
 

@@ -93,7 +93,15 @@ pub struct Kernel<T: 'static> {
     tiles: &'static [TileFn<T>],
     /// A narrower kernel of the same ISA, for products with few columns.
     narrow: Option<&'static Kernel<T>>,
+    /// Products with at most this many rows read a row-contiguous B in
+    /// place rather than packing it (see [`Kernel::reading_b_in_place_up_to`]).
+    pub(crate) b_in_place_max_rows: usize,
 }
+
+/// Default for [`Kernel::b_in_place_max_rows`]: with few rows of A to share
+/// it, a packed B value feeds too few tiles to repay the copy, while for
+/// more rows the AVX2 tile (12 FMAs per 8 loads) wants B contiguous in L1.
+const B_IN_PLACE_MAX_ROWS: usize = 64;
 
 impl<T: Element> Kernel<T> {
     /// # Safety
@@ -116,6 +124,18 @@ impl<T: Element> Kernel<T> {
             nc,
             tiles,
             narrow: None,
+            b_in_place_max_rows: B_IN_PLACE_MAX_ROWS,
+        }
+    }
+
+    /// This kernel, reading a row-contiguous B in place for products of up
+    /// to `rows` rows: right for kernels whose FMAs per B load are high
+    /// enough to hide strided B rows streaming from L2.
+    #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
+    pub(crate) const fn reading_b_in_place_up_to(self, rows: usize) -> Self {
+        Kernel {
+            b_in_place_max_rows: rows,
+            ..self
         }
     }
 
