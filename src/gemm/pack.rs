@@ -63,7 +63,10 @@ unsafe fn pack_full_sliver<T: Element, const W: usize>(
     out: &mut [T],
 ) {
     let transposing = s_w != 1 && s_k == 1;
-    if transposing && W % 8 == 0 && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
+    if transposing
+        && W.is_multiple_of(8)
+        && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+    {
         // T is f32 (Pod, same size: the cast is exact): 8×8 AVX2 transposes.
         let out: &mut [f32] = bytemuck::cast_slice_mut(out);
         // SAFETY: forwarded caller contract (W lines of kc contiguous values).
