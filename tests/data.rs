@@ -199,3 +199,34 @@ fn gzip_data_may_exceed_its_compressed_size() {
     let idx = parse_idx(&compressed[..], LABELS_MAGIC).unwrap();
     assert_eq!(idx.data.len(), 10_000);
 }
+
+#[test]
+fn features_are_exactly_pixel_over_255() {
+    use densekit::data::{Dataset, pixel_to_feature};
+    for p in 0..=255u8 {
+        assert_eq!(
+            pixel_to_feature(p).to_bits(),
+            (f32::from(p) / 255.0).to_bits(),
+            "pixel {p}"
+        );
+    }
+    // gather and gather_range append (after existing contents) in row order.
+    let data = Dataset {
+        pixels: (0..=255u8).collect(),
+        labels: vec![0; 4],
+        feature_count: 64,
+    };
+    let mut x = vec![-1.0];
+    data.gather(&[3, 0], &mut x);
+    data.gather_range(1..2, &mut x);
+    let expect: Vec<f32> = [-1.0]
+        .into_iter()
+        .chain(
+            (192..256)
+                .chain(0..64)
+                .chain(64..128)
+                .map(|p| p as f32 / 255.0),
+        )
+        .collect();
+    assert_eq!(x, expect);
+}

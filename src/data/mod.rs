@@ -70,30 +70,60 @@ impl Dataset {
     pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) {
         let f = self.feature_count;
         out.reserve(rows.len() * f);
-        for &r in rows {
-            out.extend(
-                self.pixels[r * f..][..f]
-                    .iter()
-                    .map(|&p| pixel_to_feature(p)),
-            );
+        let row = |r: usize| &self.pixels[r * f..][..f];
+        // Shuffled rows of a data set larger than the caches: fetch a few rows
+        // ahead, so the conversion below does not wait on memory row by row.
+        for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
+            crate::simd::prefetch_read(row(r));
+        }
+        for (i, &r) in rows.iter().enumerate() {
+            if let Some(&ahead) = rows.get(i + GATHER_PREFETCH_ROWS) {
+                crate::simd::prefetch_read(row(ahead));
+            }
+            append_features(row(r), out);
         }
     }
 
     /// Appends the features of the samples in `range` to `out`.
     pub fn gather_range(&self, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
         let f = self.feature_count;
-        out.extend(
-            self.pixels[range.start * f..range.end * f]
-                .iter()
-                .map(|&p| pixel_to_feature(p)),
-        );
+        append_features(&self.pixels[range.start * f..range.end * f], out);
+    }
+}
+
+/// How many rows ahead [`Dataset::gather`] prefetches: enough misses in
+/// flight to cover memory latency (an MNIST row is 13 cache lines).
+const GATHER_PREFETCH_ROWS: usize = 4;
+
+/// `pixel / 255` for every byte value, computed once (the same correctly
+/// rounded quotients as the division, without a division per pixel).
+const FEATURE_OF_PIXEL: [f32; 256] = {
+    let mut table = [0.0; 256];
+    let mut p = 0;
+    while p < 256 {
+        table[p] = p as f32 / 255.0;
+        p += 1;
+    }
+    table
+};
+
+/// Appends `pixel / 255` for each of `pixels` to `out`.
+fn append_features(pixels: &[u8], out: &mut Vec<f32>) {
+    let start = out.len();
+    out.resize(start + pixels.len(), 0.0);
+    for (o, &p) in out[start..].iter_mut().zip(pixels) {
+        *o = FEATURE_OF_PIXEL[usize::from(p)];
     }
 }
 
 /// The lecture's input normalization: `pixel / 255`.
+///
+/// ```
+/// assert_eq!(densekit::data::pixel_to_feature(51), 0.2);
+/// ```
 #[inline]
 pub fn pixel_to_feature(pixel: u8) -> f32 {
-    pixel as f32 / 255.0
+    FEATURE_OF_PIXEL[usize::from(pixel)]
 }
 
 impl Dataset {}

@@ -37,6 +37,16 @@ unsafe fn pack_sliver<T: Element>(
     out: &mut [T],
 ) {
     debug_assert!(valid <= w && out.len().is_multiple_of(w));
+    let [s_w, s_k] = strides;
+    if s_w != 1 && s_k == 1 && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
+        // A transposing pack of f32 (Pod, same size: the cast is exact),
+        // through 8×8 AVX2 register transposes where available.
+        let out: &mut [f32] = bytemuck::cast_slice_mut(out);
+        // SAFETY: forwarded caller contract (`valid` lines of kc contiguous values).
+        if unsafe { x86::pack_transposed_f32(w, valid, src.cast(), s_w, out) } {
+            return;
+        }
+    }
     // SAFETY (each arm): forwarded caller contract.
     unsafe {
         match w {
@@ -62,18 +72,6 @@ unsafe fn pack_full_sliver<T: Element, const W: usize>(
     [s_w, s_k]: [isize; 2],
     out: &mut [T],
 ) {
-    let transposing = s_w != 1 && s_k == 1;
-    if transposing
-        && W.is_multiple_of(8)
-        && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
-    {
-        // T is f32 (Pod, same size: the cast is exact): 8×8 AVX2 transposes.
-        let out: &mut [f32] = bytemuck::cast_slice_mut(out);
-        // SAFETY: forwarded caller contract (W lines of kc contiguous values).
-        if unsafe { x86::pack_transposed_f32(W, src.cast(), s_w, out) } {
-            return;
-        }
-    }
     let (dst, _) = out.as_chunks_mut::<W>();
     let kc = dst.len();
     if s_w == 1 {
@@ -103,17 +101,19 @@ unsafe fn pack_full_sliver<T: Element, const W: usize>(
 
 /// Transposing packs with x86 shuffles.
 mod x86 {
-    /// `out[p·w + i] = src[i·s_w + p]` for `i < w`, `p < kc = out.len() / w`,
-    /// with 8×8 register transposes where AVX2 is present (a transposing
-    /// pack, as for B = wᵀ in a dense layer's forward pass, otherwise costs
-    /// about 10% of the product). Returns false, having done nothing, where
-    /// it is not (the caller then packs element by element).
+    /// `out[p·w + i] = src[i·s_w + p]` for `i < valid`, `p < kc = out.len() / w`,
+    /// and zero for `valid ≤ i < w`, with 8×8 register transposes where AVX2
+    /// is present (a transposing pack, as for B = wᵀ in a dense layer's
+    /// forward pass, otherwise costs about 10% of the product). Returns
+    /// false, having done nothing, where it is not (the caller then packs
+    /// element by element).
     ///
     /// # Safety
-    /// `w` is a multiple of 8, and `src + i·s_w + p` is readable for `i < w`, `p < kc`.
+    /// `valid ≤ w`, and `src + i·s_w + p` is readable for `i < valid`, `p < kc`.
     #[cfg(target_arch = "x86_64")]
     pub(super) unsafe fn pack_transposed_f32(
         w: usize,
+        valid: usize,
         src: *const f32,
         s_w: isize,
         out: &mut [f32],
@@ -122,13 +122,14 @@ mod x86 {
             return false;
         }
         // SAFETY: AVX2 was just detected; the pointer contract is forwarded.
-        unsafe { pack_transposed_f32_avx2(w, src, s_w, out) };
+        unsafe { pack_transposed_f32_avx2(w, valid, src, s_w, out) };
         true
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     pub(super) unsafe fn pack_transposed_f32(
         _w: usize,
+        _valid: usize,
         _src: *const f32,
         _s_w: isize,
         _out: &mut [f32],
@@ -142,12 +143,19 @@ mod x86 {
     /// The CPU supports AVX2; as [`pack_transposed_f32`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn pack_transposed_f32_avx2(w: usize, src: *const f32, s_w: isize, out: &mut [f32]) {
+    unsafe fn pack_transposed_f32_avx2(
+        w: usize,
+        valid: usize,
+        src: *const f32,
+        s_w: isize,
+        out: &mut [f32],
+    ) {
         use core::arch::x86_64::*;
         let kc = out.len() / w;
         let whole = kc / 8 * 8;
-        for i0 in (0..w).step_by(8) {
-            // SAFETY: lines i0..i0+8 < w are readable for kc values (caller contract).
+        let groups = valid / 8 * 8;
+        for i0 in (0..groups).step_by(8) {
+            // SAFETY: lines i0..i0+8 ≤ valid are readable for kc values (caller contract).
             let lines: [*const f32; 8] =
                 core::array::from_fn(|q| unsafe { src.offset((i0 + q) as isize * s_w) });
             for p in (0..whole).step_by(8) {
@@ -193,6 +201,18 @@ mod x86 {
                     // SAFETY: p < kc is inside line q (caller contract).
                     out[p * w + i0 + q] = unsafe { *line.add(p) };
                 }
+            }
+        }
+        // The last valid lines (fewer than 8) and the zero padding, one
+        // output row at a time so the writes stay in one cache line.
+        for (p, row) in out.chunks_exact_mut(w).enumerate() {
+            for (i, slot) in row.iter_mut().enumerate().skip(groups) {
+                *slot = if i < valid {
+                    // SAFETY: line i < valid holds kc readable values (caller contract).
+                    unsafe { *src.offset(i as isize * s_w).add(p) }
+                } else {
+                    0.0
+                };
             }
         }
     }
