@@ -109,11 +109,8 @@ const FEATURE_OF_PIXEL: [f32; 256] = {
 
 /// Appends `pixel / 255` for each of `pixels` to `out`.
 fn append_features(pixels: &[u8], out: &mut Vec<f32>) {
-    let start = out.len();
-    out.resize(start + pixels.len(), 0.0);
-    for (o, &p) in out[start..].iter_mut().zip(pixels) {
-        *o = FEATURE_OF_PIXEL[usize::from(p)];
-    }
+    // An exact-size iterator: one capacity check, no zero-fill first.
+    out.extend(pixels.iter().map(|&p| FEATURE_OF_PIXEL[usize::from(p)]));
 }
 
 /// The lecture's input normalization: `pixel / 255`.

@@ -154,6 +154,11 @@ mod x86 {
         let kc = out.len() / w;
         let whole = kc / 8 * 8;
         let groups = valid / 8 * 8;
+        if valid < w {
+            // Padding lines: one memset for the whole sliver beats a zero
+            // store per row in the row loop below.
+            out.fill(0.0);
+        }
         for i0 in (0..groups).step_by(8) {
             // SAFETY: lines i0..i0+8 ≤ valid are readable for kc values (caller contract).
             let lines: [*const f32; 8] =
@@ -203,16 +208,19 @@ mod x86 {
                 }
             }
         }
-        // The last valid lines (fewer than 8) and the zero padding, one
-        // output row at a time so the writes stay in one cache line.
-        for (p, row) in out.chunks_exact_mut(w).enumerate() {
-            for (i, slot) in row.iter_mut().enumerate().skip(groups) {
-                *slot = if i < valid {
-                    // SAFETY: line i < valid holds kc readable values (caller contract).
-                    unsafe { *src.offset(i as isize * s_w).add(p) }
-                } else {
-                    0.0
-                };
+        // The last valid lines (fewer than 8), one output row at a time so
+        // the writes stay in one cache line; padding lines were zeroed above.
+        // Only the first valid − groups (< 8) pointers are dereferenced.
+        let lines: [*const f32; 8] =
+            core::array::from_fn(|q| src.wrapping_offset((groups + q) as isize * s_w));
+        let tail = &lines[..valid - groups];
+        if !tail.is_empty() {
+            for (p, row) in out.chunks_exact_mut(w).enumerate() {
+                for (slot, line) in row[groups..valid].iter_mut().zip(tail) {
+                    // SAFETY: line groups + q < valid holds kc readable values
+                    // (caller contract), and p < kc.
+                    *slot = unsafe { *line.add(p) };
+                }
             }
         }
     }
