@@ -49,13 +49,19 @@ pub fn softmax_cross_entropy<T: Element>(
     }
     let scale = 1.0 / batch.max(1) as f64;
     let mut total = 0.0;
+    // e^{z − max} of one row: one exp per logit serves the sum and the softmax.
+    let mut shifted = Vec::with_capacity(classes);
     for (r, &label) in labels.iter().enumerate() {
-        let (max, log_sum) = shifted_log_sum_exp(logits, r);
-        total += log_sum - (logits.get(r, label).to_f64() - max);
-        for c in 0..classes {
-            let p = (logits.get(r, c).to_f64() - max - log_sum).exp();
+        let max = (0..classes)
+            .map(|c| logits.get(r, c).to_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
+        shifted.clear();
+        shifted.extend((0..classes).map(|c| (logits.get(r, c).to_f64() - max).exp()));
+        let sum: f64 = shifted.iter().sum();
+        total += sum.ln() - (logits.get(r, label).to_f64() - max);
+        for (c, &e) in shifted.iter().enumerate() {
             let onehot = if c == label { 1.0 } else { 0.0 };
-            dlogits.set(r, c, T::from_f64((p - onehot) * scale));
+            dlogits.set(r, c, T::from_f64((e / sum - onehot) * scale));
         }
     }
     total * scale

@@ -407,6 +407,50 @@ pub(crate) unsafe fn expm1_reduced<V: Lanes>(r: V) -> V {
     }
 }
 
+/// Appends `b as f32 / divisor` for each byte of `src` to `out`: exactly
+/// the scalar quotients (IEEE division is correctly rounded in every lane),
+/// eight at a time where AVX2 is present.
+pub(crate) fn append_bytes_divided(src: &[u8], divisor: f32, out: &mut Vec<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+        out.reserve(src.len());
+        let spare = &mut out.spare_capacity_mut()[..src.len()];
+        // SAFETY: AVX2 was detected (Isa::selected only returns available
+        // ISAs, and every ISA from Avx2Fma up includes AVX2); `spare` has
+        // room for src.len() values.
+        unsafe { bytes_divided_avx2(src, divisor, spare) };
+        let len = out.len() + src.len();
+        // SAFETY: the first src.len() spare slots were all written above.
+        unsafe { out.set_len(len) };
+        return;
+    }
+    out.extend(src.iter().map(|&b| f32::from(b) / divisor));
+}
+
+/// The AVX2 body of [`append_bytes_divided`]: writes every slot of `out`.
+///
+/// # Safety
+/// The CPU supports AVX2; `out.len() == src.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bytes_divided_avx2(src: &[u8], divisor: f32, out: &mut [core::mem::MaybeUninit<f32>]) {
+    use core::arch::x86_64::*;
+    let d = _mm256_set1_ps(divisor);
+    let (bytes, rest) = src.as_chunks::<8>();
+    let (slots, rest_slots) = out.as_chunks_mut::<8>();
+    for (b, slot) in bytes.iter().zip(slots) {
+        // SAFETY: `b` holds 8 readable bytes and `slot` 8 writable f32; AVX2 is enabled.
+        unsafe {
+            let wide = _mm256_cvtepu8_epi32(_mm_loadl_epi64(b.as_ptr().cast()));
+            let q = _mm256_div_ps(_mm256_cvtepi32_ps(wide), d);
+            _mm256_storeu_ps(slot.as_mut_ptr().cast(), q);
+        }
+    }
+    for (&b, slot) in rest.iter().zip(rest_slots) {
+        slot.write(f32::from(b) / divisor);
+    }
+}
+
 /// Asks the CPU to start pulling `data`'s cache lines into L1, so a later
 /// pass over it does not wait on memory (a random row of a data set larger
 /// than the caches is otherwise a few serial misses). Only a hint: it never

@@ -196,6 +196,10 @@ pub fn train(
         let (mut loss_sum, mut correct) = (0.0, 0usize);
         let mut lr = optimizer.lr();
         for (step, batch) in order.chunks(config.batch_size).enumerate() {
+            // The next batch's pixels load while this one trains.
+            if let Some(next) = order.get((step + 1) * config.batch_size..) {
+                train.prefetch_rows(&next[..next.len().min(config.batch_size)]);
+            }
             x.clear();
             train.gather(batch, &mut x);
             labels.clear();

@@ -229,4 +229,22 @@ fn features_are_exactly_pixel_over_255() {
         )
         .collect();
     assert_eq!(x, expect);
+    // Rows whose length is not a multiple of the vector width (8) end in a
+    // scalar tail; every value must still be the exact quotient.
+    let data = Dataset {
+        pixels: (0..=255u8).rev().chain(0..=4).collect(),
+        labels: vec![0; 7],
+        feature_count: 37,
+    };
+    let mut x = Vec::new();
+    data.gather(&[6, 0, 3], &mut x);
+    let expect: Vec<f32> = [6usize, 0, 3]
+        .iter()
+        .flat_map(|&r| data.pixels[r * 37..][..37].iter())
+        .map(|&p| f32::from(p) / 255.0)
+        .collect();
+    assert_eq!(
+        x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        expect.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
 }
