@@ -52,9 +52,7 @@ pub fn softmax_cross_entropy<T: Element>(
     // e^{z − max} of one row: one exp per logit serves the sum and the softmax.
     let mut shifted = Vec::with_capacity(classes);
     for (r, &label) in labels.iter().enumerate() {
-        let max = (0..classes)
-            .map(|c| logits.get(r, c).to_f64())
-            .fold(f64::NEG_INFINITY, f64::max);
+        let max = row_max(logits, r);
         shifted.clear();
         shifted.extend((0..classes).map(|c| (logits.get(r, c).to_f64() - max).exp()));
         let sum: f64 = shifted.iter().sum();
@@ -89,13 +87,18 @@ pub fn cross_entropy_row<T: Element>(logits: MatRef<'_, T>, r: usize, label: usi
 /// term overflows), summed in f64.
 fn shifted_log_sum_exp<T: Element>(logits: MatRef<'_, T>, r: usize) -> (f64, f64) {
     let classes = logits.ncols();
-    let max = (0..classes)
-        .map(|c| logits.get(r, c).to_f64())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = row_max(logits, r);
     let sum: f64 = (0..classes)
         .map(|c| (logits.get(r, c).to_f64() - max).exp())
         .sum();
     (max, sum.ln())
+}
+
+/// The largest logit of row `r`, in f64.
+fn row_max<T: Element>(logits: MatRef<'_, T>, r: usize) -> f64 {
+    (0..logits.ncols())
+        .map(|c| logits.get(r, c).to_f64())
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Mean squared error `(1/N)·Σ (p − t)²` over all `N` elements, writing its

@@ -110,22 +110,14 @@ impl Dataset {
 /// flight to cover memory latency (an MNIST row is 13 cache lines).
 const GATHER_PREFETCH_ROWS: usize = 4;
 
-/// `pixel / 255` for every byte value, computed once (the same correctly
-/// rounded quotients as the division).
-const FEATURE_OF_PIXEL: [f32; 256] = {
-    let mut table = [0.0; 256];
-    let mut p = 0;
-    while p < 256 {
-        table[p] = p as f32 / 255.0;
-        p += 1;
-    }
-    table
-};
+/// The largest pixel value: features are `pixel / PIXEL_MAX`.
+const PIXEL_MAX: f32 = 255.0;
 
-/// Appends `pixel / 255` for each of `pixels` to `out` (vector division:
-/// the same bits as [`pixel_to_feature`], without a table lookup per pixel).
+/// Appends `pixel / 255` for each of `pixels` to `out`, eight pixels per
+/// vector division where AVX2 is present (the same bits as
+/// [`pixel_to_feature`]: IEEE division is correctly rounded in every lane).
 fn append_features(pixels: &[u8], out: &mut Vec<f32>) {
-    crate::simd::append_bytes_divided(pixels, 255.0, out);
+    crate::simd::append_bytes_divided(pixels, PIXEL_MAX, out);
 }
 
 /// The lecture's input normalization: `pixel / 255`.
@@ -135,10 +127,8 @@ fn append_features(pixels: &[u8], out: &mut Vec<f32>) {
 /// ```
 #[inline]
 pub fn pixel_to_feature(pixel: u8) -> f32 {
-    FEATURE_OF_PIXEL[usize::from(pixel)]
+    f32::from(pixel) / PIXEL_MAX
 }
-
-impl Dataset {}
 
 /// MNIST's training and test sets.
 #[derive(Clone, Debug)]
