@@ -136,13 +136,17 @@ fn check_forward<T: Element>(
     (batch, inputs, outputs): (usize, usize, usize),
     views: Views,
     seed: u64,
+    image_like: bool,
 ) {
     let mut rng = Rng(seed);
-    let (xv, wv, bv) = (
+    let (mut xv, wv, bv) = (
         rng.vec::<T>(batch * inputs, 1.0),
         rng.vec::<T>(outputs * inputs, 0.5),
         rng.vec::<T>(outputs, 0.5),
     );
+    if image_like {
+        make_image_like(&mut xv, batch, inputs);
+    }
     let x = Stored::new(&xv, batch, inputs, views);
     let w = Stored::new(&wv, outputs, inputs, views);
     let mut y = Stored::new(
@@ -210,9 +214,9 @@ fn fused_forward_matches_unfused_reference() {
         for &shape in &SHAPES {
             for views in [Views::RowMajor, Views::Transposed, Views::Padded] {
                 seed += 1;
-                check_forward::<f32>(act, shape, views, seed);
+                check_forward::<f32>(act, shape, views, seed, false);
             }
-            check_forward::<f64>(act, shape, Views::RowMajor, seed);
+            check_forward::<f64>(act, shape, Views::RowMajor, seed, false);
         }
     }
 }
@@ -241,13 +245,17 @@ fn check_backward(
     views: Views,
     seed: u64,
     l2: Option<f32>,
+    image_like: bool,
 ) {
     let mut rng = Rng(seed);
-    let (xv, wv, bv) = (
+    let (mut xv, wv, bv) = (
         rng.vec::<f32>(batch * inputs, 1.0),
         rng.vec::<f32>(outputs * inputs, 0.5),
         rng.vec::<f32>(outputs, 0.5),
     );
+    if image_like {
+        make_image_like(&mut xv, batch, inputs);
+    }
     let dyv = rng.vec::<f32>(batch * outputs, 1.0);
     let mut yv = vec![0.0f32; batch * outputs];
     dense::forward(
@@ -342,22 +350,64 @@ fn fused_backward_matches_unfused_reference() {
         for &shape in &SHAPES {
             for views in [Views::RowMajor, Views::Transposed, Views::Padded] {
                 seed += 1;
-                check_backward(act, shape, views, seed, None);
+                check_backward(act, shape, views, seed, None, false);
             }
         }
-        check_backward(act, (17, 33, 9), Views::RowMajor, seed, Some(0.01));
+        check_backward(act, (17, 33, 9), Views::RowMajor, seed, Some(0.01), false);
     }
+}
+
+/// Zeroes most of `x` the way images are zero: whole columns (black
+/// borders) in a pattern every 12-row sliver shares, scattered pixels, and
+/// rows 12..24 entirely, so the layer GEMMs drop zero columns of x's
+/// slivers (an empty sliver included) rather than multiplying them.
+fn make_image_like<T: Element>(x: &mut [T], batch: usize, inputs: usize) {
+    for r in 0..batch {
+        for j in 0..inputs {
+            let border = (j * 7) % 10 < 6;
+            let scattered = (r * 31 + j * 17) % 5 == 0;
+            if border || scattered || (12..24).contains(&r) {
+                x[r * inputs + j] = T::ZERO;
+            }
+        }
+    }
+}
+
+/// Image-like inputs (mostly zero) take the path that skips their zero
+/// blocks; it must agree with the reference like the dense path, including
+/// an all-zero sliver of rows, strided views, L2, and Replace/Add.
+#[test]
+fn image_like_inputs_match_the_reference() {
+    let mut seed = 500;
+    for act in ACTIVATIONS {
+        for shape in [(1, 784, 64), (13, 100, 300), (40, 784, 256), (63, 50, 70)] {
+            for views in [Views::RowMajor, Views::Transposed, Views::Padded] {
+                seed += 1;
+                check_forward::<f32>(act, shape, views, seed, true);
+                check_backward(act, shape, views, seed, None, true);
+            }
+            check_forward::<f64>(act, shape, Views::RowMajor, seed, true);
+        }
+        check_backward(act, (30, 200, 70), Views::RowMajor, seed, Some(0.01), true);
+    }
+    check_replace_and_add((30, 200, 70), true);
 }
 
 #[test]
 fn backward_replace_ignores_and_add_accumulates() {
-    let (batch, inputs, outputs) = (9, 11, 7);
+    check_replace_and_add((9, 11, 7), false);
+}
+
+fn check_replace_and_add((batch, inputs, outputs): (usize, usize, usize), image_like: bool) {
     let mut rng = Rng(5);
-    let (x, w, dy) = (
+    let (mut x, w, dy) = (
         rng.vec::<f32>(batch * inputs, 1.0),
         rng.vec::<f32>(outputs * inputs, 1.0),
         rng.vec::<f32>(batch * outputs, 1.0),
     );
+    if image_like {
+        make_image_like(&mut x, batch, inputs);
+    }
     let y = vec![0.5f32; batch * outputs];
     let run = |dw: &mut [f32], db: &mut [f32], accum| {
         dense::backward(
@@ -552,55 +602,61 @@ fn gradients_match_finite_differences() {
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let (batch, inputs, outputs) = (256, 300, 200);
-    let mut rng = Rng(9);
-    let (x, w, b, dy) = (
-        rng.vec::<f32>(batch * inputs, 1.0),
-        rng.vec::<f32>(outputs * inputs, 0.2),
-        rng.vec::<f32>(outputs, 0.2),
-        rng.vec::<f32>(batch * outputs, 1.0),
-    );
-    let run = |par: Par| {
-        let mut y = vec![0.0f32; batch * outputs];
-        dense::forward(
-            MatRef::from_row_major(&x, batch, inputs),
-            MatRef::from_row_major(&w, outputs, inputs),
-            Some(&b),
-            Activation::Tanh,
-            MatMut::from_row_major(&mut y, batch, outputs),
-            Accum::Replace,
-            par,
+    // Dense inputs, and image-like ones (whose zero blocks are skipped).
+    for image_like in [false, true] {
+        let mut rng = Rng(9);
+        let (mut x, w, b, dy) = (
+            rng.vec::<f32>(batch * inputs, 1.0),
+            rng.vec::<f32>(outputs * inputs, 0.2),
+            rng.vec::<f32>(outputs, 0.2),
+            rng.vec::<f32>(batch * outputs, 1.0),
         );
-        let (mut dw, mut db, mut dx) = (
-            vec![0.0f32; outputs * inputs],
-            vec![0.0f32; outputs],
-            vec![0.0f32; batch * inputs],
-        );
-        dense::backward(
-            MatRef::from_row_major(&x, batch, inputs),
-            MatRef::from_row_major(&w, outputs, inputs),
-            MatRef::from_row_major(&y, batch, outputs),
-            MatRef::from_row_major(&dy, batch, outputs),
-            Activation::Tanh,
-            Grads {
-                dw: MatMut::from_row_major(&mut dw, outputs, inputs),
-                db: Some(&mut db),
-                dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
-            },
-            BackwardOptions {
-                accum: Accum::Replace,
-                l2: None,
+        if image_like {
+            make_image_like(&mut x, batch, inputs);
+        }
+        let run = |par: Par| {
+            let mut y = vec![0.0f32; batch * outputs];
+            dense::forward(
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                Some(&b),
+                Activation::Tanh,
+                MatMut::from_row_major(&mut y, batch, outputs),
+                Accum::Replace,
                 par,
-            },
-            &mut Workspace::new(),
-        );
-        [y, dw, db, dx].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
-    };
-    let one = run(Par::Seq);
-    for threads in [2, 3, 4] {
-        assert!(
-            one == run(Par::Threads(threads)),
-            "{threads} threads differ from 1"
-        );
+            );
+            let (mut dw, mut db, mut dx) = (
+                vec![0.0f32; outputs * inputs],
+                vec![0.0f32; outputs],
+                vec![0.0f32; batch * inputs],
+            );
+            dense::backward(
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                MatRef::from_row_major(&y, batch, outputs),
+                MatRef::from_row_major(&dy, batch, outputs),
+                Activation::Tanh,
+                Grads {
+                    dw: MatMut::from_row_major(&mut dw, outputs, inputs),
+                    db: Some(&mut db),
+                    dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
+                },
+                BackwardOptions {
+                    accum: Accum::Replace,
+                    l2: None,
+                    par,
+                },
+                &mut Workspace::new(),
+            );
+            [y, dw, db, dx].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+        };
+        let one = run(Par::Seq);
+        for threads in [2, 3, 4] {
+            assert!(
+                one == run(Par::Threads(threads)),
+                "{threads} threads differ from 1 (image-like x: {image_like})"
+            );
+        }
     }
 }
 

@@ -20,15 +20,26 @@
 //!   both GEMMs consume: `dx = dz·w` reads it in place (no packing) and
 //!   `dw = dzᵀ·x` copy-packs it.
 //!
+//! # Sparse inputs
+//! When `x` is mostly exact zeros (judged from its first rows: a batch of
+//! images, MNIST being 81% black) and the layer is at least 64 wide, the
+//! GEMMs multiplying by `x` (`x·wᵀ`, and `dw` computed as `dwᵀ = xᵀ·dz`)
+//! skip every k step whose 12 packed values of `x` are all zero, about half
+//! of them for MNIST. Those zeros then contribute nothing even against `∞` or
+//! NaN in `w` or `dz`, where IEEE arithmetic would give `0·∞ = NaN` (the
+//! convention of sparse BLAS; a weight is only non-finite after training
+//! has diverged). The same holds for `dx = dz·w` when `dz` is mostly zero.
+//!
 //! Results are bitwise identical for any thread count: the GEMMs split only
-//! output tiles, and the reductions run in a fixed order.
+//! output tiles, the reductions run in a fixed order, and which steps are
+//! skipped depends on the values and the fixed blocking alone.
 //!
 //! [`reference`](mod@reference) holds the unfused naive twins the tests compare against.
 
 pub mod reference;
 
 use crate::activation::{Activation, backward_row};
-use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused};
+use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded};
 
 /// Reusable scratch memory for [`backward`] (the `dz` matrix), so a
 /// training loop does not allocate per step.
@@ -36,15 +47,14 @@ use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused};
 pub struct Workspace<T> {
     dz: Vec<T>,
     db: Vec<T>,
+    /// `dwᵀ` (in, out), when a sparse `x` makes that product the cheaper one.
+    dwt: Vec<T>,
 }
 
 impl<T: Element> Workspace<T> {
     /// An empty workspace; it grows on first use.
     pub fn new() -> Self {
-        Workspace {
-            dz: Vec::new(),
-            db: Vec::new(),
-        }
+        Self::default()
     }
 }
 
@@ -104,6 +114,7 @@ pub fn forward<T: Element>(
         w.t(),
         T::ONE,
         Some(crate::gemm::Fused { bias: b, act }),
+        skips_zeros(x, w.nrows()),
         par,
     )
     .expect("the selected ISA is always available");
@@ -189,7 +200,11 @@ pub fn backward<T: Element>(
     }
 
     // One pass over dy and y: dz (row-major, batch × out), Σ_batch dz and PReLU's slope gradient.
-    let Workspace { dz, db: db_sum } = workspace;
+    let Workspace {
+        dz,
+        db: db_sum,
+        dwt,
+    } = workspace;
     // Every dz entry is written by the pass: only grow, never clear.
     dz.resize(batch * outputs, T::ZERO);
     dz.truncate(batch * outputs);
@@ -208,7 +223,49 @@ pub fn backward<T: Element>(
     }
     let dz_view = MatRef::from_row_major(&dz[..], batch, outputs);
 
-    // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w.
+    // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w. A sparse x
+    // (image pixels) is computed the other way round, dwᵀ = xᵀ·dz, where x is
+    // the GEMM's A and its zero blocks are skipped, then transposed into dw.
+    if skips_zeros(x, outputs) {
+        dwt.resize(inputs * outputs, T::ZERO);
+        dwt.truncate(inputs * outputs);
+        let dwt_out = MatMut::from_row_major(dwt, inputs, outputs);
+        gemm_fused(
+            Isa::selected(),
+            dwt_out,
+            Accum::Replace,
+            x.t(),
+            dz_view,
+            T::ONE,
+            None,
+            true,
+            options.par,
+        )
+        .expect("the selected ISA is always available");
+        let dwt_view = MatRef::from_row_major(&dwt[..], inputs, outputs);
+        let beta = options.accum.beta();
+        match dw.as_row_major_mut() {
+            Some(dw) if beta == T::ZERO && options.l2.is_none() => {
+                transpose_padded(dwt_view, inputs, dw);
+            }
+            _ => {
+                for o in 0..outputs {
+                    for i in 0..inputs {
+                        let mut v = dwt_view.get(i, o);
+                        if let Some(lambda) = options.l2 {
+                            v = v + lambda * w.get(o, i);
+                        }
+                        if beta != T::ZERO {
+                            v = v + beta * dw.get(o, i);
+                        }
+                        dw.set(o, i, v);
+                    }
+                }
+            }
+        }
+        dx_product(dx, dz_view, w, options.par);
+        return slope_grad;
+    }
     let mut accum = options.accum;
     if let Some(lambda) = options.l2 {
         let beta = accum.beta();
@@ -232,25 +289,67 @@ pub fn backward<T: Element>(
         x,
         T::ONE,
         None,
+        false,
         options.par,
     )
     .expect("the selected ISA is always available");
 
-    // dx (batch, in) = dz (batch, out) · w (out, in).
+    dx_product(dx, dz_view, w, options.par);
+    slope_grad
+}
+
+/// `dx (batch, in) = dz (batch, out) · w (out, in)`, if asked for.
+fn dx_product<T: Element>(
+    dx: Option<MatMut<'_, T>>,
+    dz: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    par: Par,
+) {
     if let Some(dx) = dx {
         gemm_fused(
             Isa::selected(),
             dx,
             Accum::Replace,
-            dz_view,
+            dz,
             w,
             T::ONE,
             None,
-            options.par,
+            skips_zeros(dz, w.ncols()),
+            par,
         )
         .expect("the selected ISA is always available");
     }
-    slope_grad
+}
+
+/// Whether a layer GEMM whose A operand is `a` (or its transpose) and whose
+/// other operand is `width` wide should drop A's all-zero columns: when `a`
+/// is mostly exact zeros, judged from its first rows, and `width` is large
+/// enough for the skipped work to repay the fixed orientation and the scan.
+///
+/// A batch of images qualifies (MNIST is 81% black): about half the columns
+/// of its packed slivers are dropped, in both `x·wᵀ` and `xᵀ·dz`. ReLU
+/// outputs (about half zero, scattered) do not: their slivers rarely have
+/// an all-zero column. Measured on 784-256-10, batch 128: one thread 1.35×
+/// faster per epoch; the lecture's 784→10 (width 10) ran 2.6× slower.
+fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
+    /// Rows probed: one 12-row sliver of the widest kernel.
+    const PROBE_ROWS: usize = 12;
+    /// Elementwise zero fraction from which dropping pays for its scan.
+    const MIN_ZERO_FRACTION: f64 = 0.6;
+    /// Narrower products lose more to the fixed orientation than they skip.
+    const MIN_WIDTH: usize = 64;
+    if width < MIN_WIDTH {
+        return false;
+    }
+    let (mut zeros, mut seen) = (0, 0);
+    for i in 0..a.nrows().min(PROBE_ROWS) {
+        let Some(row) = a.row(i) else {
+            return false;
+        };
+        zeros += row.iter().filter(|&&v| v == T::ZERO).count();
+        seen += row.len();
+    }
+    seen > 0 && zeros as f64 >= MIN_ZERO_FRACTION * seen as f64
 }
 
 /// `dz = dy ⊙ act'(y)` into `dz` (row-major), `Σ_batch dz` into `db_sum`

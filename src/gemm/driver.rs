@@ -28,8 +28,10 @@ use rayon::prelude::*;
 
 use super::dispatch::Isa;
 use super::element::Element;
-use super::kernel::{Kernel, MAX_TILE, TileEpilogue};
-use super::pack::{PackBuf, SharedPtr, pack_a_block, pack_a_rows, pack_b_panel, sliver_rows};
+use super::kernel::{KSteps, Kernel, MAX_TILE, TileEpilogue};
+use super::pack::{
+    PackBuf, SharedPtr, drop_zero_columns, pack_a_block, pack_a_rows, pack_b_panel, sliver_rows,
+};
 use crate::activation::Activation;
 
 use crate::par::PAR_MIN_WORK;
@@ -191,6 +193,13 @@ unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 /// `C ← α·A·B + β·C` for an `m × k` A and a `k × n` B on `kernel`, using up to
 /// `max_threads` threads of the current rayon pool (1: no rayon calls at all).
 ///
+/// With `drop_zero_a`, A is always packed and each packed sliver's all-zero
+/// columns are dropped ([`drop_zero_columns`]): the product of a sparse A
+/// (a batch of images, ReLU outputs) skips those k steps. Exact zeros of A
+/// then contribute nothing even against ∞ or NaN in B (as in sparse
+/// BLAS). Which columns are dropped depends on A's values and the fixed
+/// blocking alone, so results stay bitwise identical for any thread count.
+///
 /// # Safety
 /// Every element `A[i, p]`, `B[p, j]`, `C[i, j]` in range must be valid
 /// (C for reads unless `β = 0`, and for writes); distinct `(i, j)` must
@@ -205,6 +214,7 @@ pub(crate) unsafe fn gemm<T: Element>(
     beta: T,
     c: Operand<*mut T>,
     epilogue: Option<Epilogue<T>>,
+    drop_zero_a: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -217,10 +227,16 @@ pub(crate) unsafe fn gemm<T: Element>(
     }
     // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ (less
     // tile padding, or less packing), or on a narrower kernel. Decided from
-    // shape and strides alone; ties keep the first candidate.
+    // shape and strides alone; ties keep the first candidate. Dropping A's
+    // zero columns needs A to stay A.
+    let orientations: &[bool] = if drop_zero_a {
+        &[false]
+    } else {
+        &[false, true]
+    };
     let (kernel, transposed) = kernel
         .variants()
-        .flat_map(|kernel| [(kernel, false), (kernel, true)])
+        .flat_map(|kernel| orientations.iter().map(move |&t| (kernel, t)))
         .map(|(kernel, transposed)| {
             let cycles = if transposed {
                 cost(kernel, [n, k, m], b.t(), a.t(), c.t())
@@ -244,8 +260,24 @@ pub(crate) unsafe fn gemm<T: Element>(
     } else {
         max_threads.max(1)
     };
+    let operands = Operands {
+        a,
+        b,
+        c,
+        drop_zero_a,
+    };
     // SAFETY: forwarded caller contract.
-    unsafe { blocked(kernel, threads, [m, k, n], alpha, a, b, beta, c, epilogue) }
+    unsafe { blocked(kernel, threads, [m, k, n], alpha, operands, beta, epilogue) }
+}
+
+/// The operands of one product in the orientation being computed.
+#[derive(Clone, Copy)]
+struct Operands<T> {
+    a: Operand<*const T>,
+    b: Operand<*const T>,
+    c: Operand<*mut T>,
+    /// Drop the all-zero columns of A's packed slivers (see [`gemm`]).
+    drop_zero_a: bool,
 }
 
 /// The five loops (see the module docs).
@@ -257,10 +289,13 @@ unsafe fn blocked<T: Element>(
     threads: usize,
     [m, k, n]: [usize; 3],
     alpha: T,
-    a: Operand<*const T>,
-    b: Operand<*const T>,
+    Operands {
+        a,
+        b,
+        c,
+        drop_zero_a,
+    }: Operands<T>,
     beta: T,
-    c: Operand<*mut T>,
     epilogue: Option<(Epilogue<T>, bool)>,
 ) {
     let Kernel { mr, nr, .. } = *kernel;
@@ -324,7 +359,11 @@ unsafe fn blocked<T: Element>(
             } else {
                 b_buf.slice::<T>(slivers * nr * kc)
             };
-            let a_layout = a_layout::<T, _>(&a, slivers);
+            let a_layout = if drop_zero_a {
+                ALayout::Slivers
+            } else {
+                a_layout::<T, _>(&a, slivers)
+            };
             let a_row_stride = padded_row_stride::<T>(kc);
             // One task: the A block `block` times the B slivers of `group`,
             // found through `b_slivers`.
@@ -358,6 +397,29 @@ unsafe fn blocked<T: Element>(
                         pack_a_block(mr, mc, a_block, a_strides, a_packed)
                     },
                 }
+                // Per sliver: the number of k steps kept, then their list.
+                let mut steps_buf = PackBuf::for_steps();
+                let steps: &mut [u16] = if drop_zero_a {
+                    let lists = steps_buf.slice::<u16>(mc.div_ceil(mr) * (kc + 1));
+                    let slivers = a_packed.chunks_exact_mut(mr * kc);
+                    for (sliver, list) in slivers.zip(lists.chunks_exact_mut(kc + 1)) {
+                        let (kept, list) = list.split_first_mut().expect("kc + 1 ≥ 1");
+                        *kept = drop_zero_columns(mr, sliver, list) as u16;
+                    }
+                    lists
+                } else {
+                    &mut []
+                };
+                let k_steps = |r: usize| -> KSteps<'_> {
+                    if !drop_zero_a {
+                        return KSteps::All(kc);
+                    }
+                    let list = &steps[r * (kc + 1)..][..kc + 1];
+                    match usize::from(list[0]) {
+                        kept if kept == kc => KSteps::All(kc),
+                        kept => KSteps::Listed(&list[1..=kept]),
+                    }
+                };
                 let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
                     match a_layout {
                         ALayout::InPlace => {
@@ -397,7 +459,7 @@ unsafe fn blocked<T: Element>(
                                 .get()
                                 .offset(i as isize * c_strides[0] + j as isize * c_strides[1]);
                             kernel.run_tile(
-                                kc,
+                                k_steps(r),
                                 alpha,
                                 a_sliver(r, first_row),
                                 b_sliver,

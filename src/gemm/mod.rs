@@ -28,6 +28,7 @@ pub use view::{MatMut, MatRef};
 use crate::activation::Activation;
 use driver::{Epilogue, Operand};
 use pack::SharedPtr;
+pub(crate) use pack::transpose_padded;
 
 /// What happens to the previous contents of C.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -121,7 +122,7 @@ pub fn gemm_with_isa<T: Element>(
     alpha: T,
     par: Par,
 ) -> Result<(), IsaUnavailable> {
-    gemm_fused(isa, c, accum, a, b, alpha, None, par)
+    gemm_fused(isa, c, accum, a, b, alpha, None, false, par)
 }
 
 /// Bias and activation fused into a GEMM's store: `C ← act(α·A·B + β·C + bias)`.
@@ -146,6 +147,7 @@ pub(crate) fn gemm_fused<T: Element>(
     b: MatRef<'_, T>,
     alpha: T,
     fused: Option<Fused<'_, T>>,
+    drop_zero_a: bool,
     par: Par,
 ) -> Result<(), IsaUnavailable> {
     let (m, k) = a.shape();
@@ -215,6 +217,7 @@ pub(crate) fn gemm_fused<T: Element>(
                 beta,
                 c_op.get(),
                 epilogue,
+                drop_zero_a,
             )
         }
     });

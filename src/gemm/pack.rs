@@ -20,6 +20,32 @@ use rayon::prelude::*;
 
 use super::element::Element;
 
+/// The transpose of `src` with rows padded to `width`: `out[p·width + i] =
+/// src[i, p]` for `i < src.nrows()`, `p < src.ncols()`, and zero for
+/// `src.nrows() ≤ i < width`. The same operation as packing one sliver
+/// (8×8 register transposes for row-major `f32`); a dense layer's backward
+/// pass uses it to turn `dwᵀ` into `dw`.
+///
+/// # Panics
+/// If `width < src.nrows()` or `out.len() != src.ncols() · width`.
+#[track_caller]
+pub(crate) fn transpose_padded<T: Element>(src: super::MatRef<'_, T>, width: usize, out: &mut [T]) {
+    let (rows, cols) = src.shape();
+    assert!(
+        width >= rows && out.len() == cols * width,
+        "transpose_padded: {rows}×{cols} source, width {width}, output of {}",
+        out.len()
+    );
+    if rows == 0 || cols == 0 {
+        out.fill(T::ZERO);
+        return;
+    }
+    let strides = [src.row_stride(), src.col_stride()];
+    // SAFETY: a MatRef addresses every (i, p) with i < rows, p < cols inside
+    // its slice, and out holds cols slivers of `width` values.
+    unsafe { pack_sliver(width, rows, src.as_ptr(), strides, out) }
+}
+
 /// Packs one sliver: `out[p·w + i] = src[i·s_w + p·s_k]` for `i < valid`,
 /// zero for `valid ≤ i < w`, over `p < kc` (`out.len() == kc·w`).
 ///
@@ -285,6 +311,47 @@ pub(crate) unsafe fn pack_a_block<T: Element>(
     }
 }
 
+/// Drops the all-zero columns of a packed A sliver (`kc` columns of `mr`
+/// values, k-major): the other columns move to the front, in order, their k
+/// indices go to `steps`, and their count is returned. A column is dropped
+/// only if all its values compare equal to zero (NaN is kept).
+///
+/// With the list, a kernel skips the k steps that would add `0·B` (see
+/// [`KSteps::Listed`](super::kernel::KSteps::Listed)): for a sparse A, such
+/// as a batch of MNIST images (half the pixels are black in all of 12
+/// images), that is half the work.
+///
+/// # Panics
+/// If `sliver` is not `kc·mr` values with `kc ≤ steps.len()` and `kc < 2^16`.
+pub(crate) fn drop_zero_columns<T: Element>(
+    mr: usize,
+    sliver: &mut [T],
+    steps: &mut [u16],
+) -> usize {
+    let kc = sliver.len() / mr;
+    assert!(
+        sliver.len() == kc * mr && kc <= steps.len() && kc < 1 << 16,
+        "drop_zero_columns: {} values for {mr}-wide columns, {} step slots",
+        sliver.len(),
+        steps.len()
+    );
+    let mut kept = 0;
+    for p in 0..kc {
+        // Every value is tested (no early exit), so the compiler vectorizes the test.
+        let nonzero = sliver[p * mr..][..mr]
+            .iter()
+            .fold(false, |any, &v| any | (v != T::ZERO));
+        if nonzero {
+            if kept != p {
+                sliver.copy_within(p * mr..(p + 1) * mr, kept * mr);
+            }
+            steps[kept] = p as u16;
+            kept += 1;
+        }
+    }
+    kept
+}
+
 /// Copies the rows of an A block that is contiguous along k, `kc` values
 /// each, to `out` at row stride `stride` (`out.len()` is `rows · stride`).
 /// The padding between rows is left as it is: kernels never read it.
@@ -484,6 +551,7 @@ type Pool = LocalKey<Cell<Vec<CacheLine>>>;
 thread_local! {
     static A_POOL: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
     static B_POOL: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
+    static STEPS_POOL: Cell<Vec<CacheLine>> = const { Cell::new(Vec::new()) };
 }
 
 /// A cache-line-aligned pack buffer borrowed from the current thread's pool
@@ -506,6 +574,11 @@ impl PackBuf {
     /// The pool for panels of B (one per calling thread).
     pub(crate) fn for_b() -> Self {
         Self::take(&B_POOL)
+    }
+
+    /// The pool for the step lists of A slivers with zero columns dropped.
+    pub(crate) fn for_steps() -> Self {
+        Self::take(&STEPS_POOL)
     }
 
     fn take(pool: &'static Pool) -> Self {

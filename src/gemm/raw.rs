@@ -32,6 +32,7 @@ unsafe fn gemm_raw<T: Element>(
             beta,
             c,
             None,
+            false,
         )
     }
 }

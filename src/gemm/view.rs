@@ -356,6 +356,20 @@ impl<'a, T> MatMut<'a, T> {
         self.data[at] = value;
     }
 
+    /// All elements as one row-major slice, if the view is dense row-major
+    /// (unit column stride, row stride = columns); `None` otherwise.
+    pub(crate) fn as_row_major_mut(&mut self) -> Option<&mut [T]> {
+        let Layout {
+            origin,
+            rows,
+            cols,
+            rs,
+            cs,
+        } = self.layout;
+        let dense = (cs == 1 || cols <= 1) && (rs == cols as isize || rows <= 1);
+        dense.then(|| &mut self.data[origin..origin + rows * cols])
+    }
+
     /// Pointer to element `(0, 0)`, derived from the whole slice (see
     /// [`MatRef::as_ptr`]).
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {

@@ -7,7 +7,7 @@
 //! 8 loads, so the two FMA pipes, not the load ports, set the pace.
 
 use super::vector::{tile_body, tiles_by_rows};
-use super::{Kernel, TileEpilogue, TileFn};
+use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::simd::Lanes;
 use crate::simd::{F32x8, F64x4};
@@ -54,7 +54,7 @@ pub(crate) static F64: Kernel<f64> = unsafe {
 /// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
-    k: usize,
+    steps: KSteps<'_>,
     alpha: V::Elem,
     a: *const V::Elem,
     a_strides: [isize; 2],
@@ -67,5 +67,5 @@ unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
 ) {
     // SAFETY: AVX2 and FMA are enabled here (V is a 256-bit AVX2 type); the
     // pointer contract is forwarded.
-    unsafe { tile_body::<V, NV, ROWS>(k, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
+    unsafe { tile_body::<V, NV, ROWS>(steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
 }

@@ -18,7 +18,7 @@
 //! f32, 12×8 for f64) that the driver picks by its cost model.
 
 use super::vector::{tile_body, tiles_by_rows};
-use super::{Kernel, TileEpilogue, TileFn};
+use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::simd::Lanes;
 use crate::simd::{F32x16, F64x8};
@@ -77,7 +77,7 @@ static F64_NARROW: Kernel<f64> = unsafe { avx512_kernel!(F64x8, 1, MC_F64, KC_F6
 /// contract.
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
-    k: usize,
+    steps: KSteps<'_>,
     alpha: V::Elem,
     a: *const V::Elem,
     a_strides: [isize; 2],
@@ -90,5 +90,5 @@ unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
 ) {
     // SAFETY: AVX-512F is enabled here (V is a 512-bit type); the pointer
     // contract is forwarded.
-    unsafe { tile_body::<V, NV, ROWS>(k, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
+    unsafe { tile_body::<V, NV, ROWS>(steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
 }

@@ -14,6 +14,10 @@
 //!   columns of `MR` values each (`ars = 1`, `acs = MR`, see
 //!   [`pack_a_block`](super::pack::pack_a_block)); or, when packing would not
 //!   pay for itself, MR rows of A read in place (`acs = 1`).
+//! * The k steps are [`KSteps::All`]`(k)`, or [`KSteps::Listed`] when a packed
+//!   A sliver had all-zero columns dropped (see
+//!   [`drop_zero_columns`](super::pack::drop_zero_columns)): step `t` then
+//!   multiplies A column `t` by B row `steps[t]`.
 //! * `B[p, j]` is at `b + p·bs + j`: usually a packed sliver, `k` rows of
 //!   `NR` values each (`bs = NR`, see [`pack_b_panel`](super::pack::pack_b_panel));
 //!   or, when packing would not pay, NR columns of B read in place (`bs` = B's row stride).
@@ -42,9 +46,18 @@ use crate::activation::Activation;
 /// the temporary edge tile.
 pub(crate) const MAX_TILE: usize = 384;
 
+/// The k steps of one tile (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum KSteps<'a> {
+    /// Steps `0..k`: A column `p` against B row `p`.
+    All(usize),
+    /// A column `t` against B row `rows[t]` (A's all-zero columns dropped).
+    Listed(&'a [u16]),
+}
+
 /// Signature shared by every microkernel; see the module docs for the contract.
 pub(crate) type TileFn<T> = unsafe fn(
-    k: usize,
+    steps: KSteps<'_>,
     alpha: T,
     a: *const T,
     a_strides: [isize; 2],
@@ -169,14 +182,15 @@ impl<T: Element> Kernel<T> {
     ///
     /// # Safety
     /// `A[i, p]` must be readable at `a + i·ars + p·acs` for `i < MR`,
-    /// `p < k`; `B[p, j]` must be readable at `b + p·bs + j` for `j < NR`; `c` must be
+    /// `p < k` (or `p <` the listed steps); `B[p, j]` must be readable at
+    /// `b + p·bs + j` for `j < NR` and every step's B row; `c` must be
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
     /// for `i < rows`, `j < cols`; an epilogue's bias must be readable for
     /// `cols` values (per column) or `rows` values (per row).
     #[inline]
     pub(crate) unsafe fn run_tile(
         &self,
-        k: usize,
+        steps: KSteps<'_>,
         alpha: T,
         (a, a_strides): (*const T, [isize; 2]),
         (b, b_row_stride): (*const T, isize),
@@ -195,7 +209,7 @@ impl<T: Element> Kernel<T> {
             // holding `self` proves the ISA is present.
             unsafe {
                 tile(
-                    k,
+                    steps,
                     alpha,
                     a,
                     a_strides,
@@ -240,7 +254,7 @@ impl<T: Element> Kernel<T> {
         // SAFETY: `tmp` holds `rows` full rows with row stride NR and unit column stride.
         unsafe {
             tile(
-                k,
+                steps,
                 alpha,
                 a,
                 a_strides,

@@ -3,7 +3,7 @@
 //! Multiplies and adds are separate operations (no fused multiply-add), so
 //! the code stays fast on CPUs without FMA, where `mul_add` is a libm call.
 
-use super::{Kernel, TileEpilogue, TileFn};
+use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::gemm::element::Element;
 
@@ -37,7 +37,7 @@ const fn tiles_by_rows<T: Element>() -> [TileFn<T>; MR] {
 /// The kernel contract in [`super`]: `a` holds `k·MR` and `b` holds `k·NR`
 /// readable values, and `c + i·rsc + j` is valid for `i < MR`, `j < NR`.
 unsafe fn tile<T: Element, const ROWS: usize>(
-    k: usize,
+    steps: KSteps<'_>,
     alpha: T,
     a: *const T,
     [ars, acs]: [isize; 2],
@@ -49,12 +49,17 @@ unsafe fn tile<T: Element, const ROWS: usize>(
     epilogue: Option<&TileEpilogue<T>>,
 ) {
     let mut ab = [[T::ZERO; NR]; ROWS];
-    for p in 0..k {
+    let (k, listed) = match steps {
+        KSteps::All(k) => (k, None),
+        KSteps::Listed(listed) => (listed.len(), Some(listed)),
+    };
+    for t in 0..k {
+        let p = listed.map_or(t, |listed| usize::from(listed[t]));
         // SAFETY: the contract guarantees NR readable values at b + p·bs.
         let b = unsafe { core::slice::from_raw_parts(b.offset(p as isize * bs), NR) };
-        // SAFETY: A[i, p] is readable at a + i·ars + p·acs for i < ROWS, p < k.
+        // SAFETY: A[i, t] is readable at a + i·ars + t·acs for i < ROWS, t < k.
         let a: [T; ROWS] =
-            core::array::from_fn(|i| unsafe { *a.offset(i as isize * ars + p as isize * acs) });
+            core::array::from_fn(|i| unsafe { *a.offset(i as isize * ars + t as isize * acs) });
         for i in 0..ROWS {
             for j in 0..NR {
                 ab[i][j] = ab[i][j] + a[i] * b[j];

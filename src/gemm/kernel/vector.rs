@@ -4,7 +4,7 @@
 
 use core::arch::x86_64::*;
 
-use super::TileEpilogue;
+use super::{KSteps, TileEpilogue};
 use crate::gemm::element::Element;
 use crate::simd::Lanes;
 
@@ -26,7 +26,7 @@ pub(crate) use tiles_by_rows;
 /// satisfy the kernel contract.
 #[inline(always)]
 pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
-    k: usize,
+    steps: KSteps<'_>,
     alpha: V::Elem,
     a: *const V::Elem,
     [ars, acs]: [isize; 2],
@@ -52,18 +52,22 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         }
         let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
         let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
-        let mut b = b;
         let mut at = 0isize;
-        for _ in 0..k {
-            let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * l)));
-            for (ab, row) in ab.iter_mut().zip(rows) {
-                let ai = V::broadcast(row.offset(at));
-                for (ab, &bv) in ab.iter_mut().zip(&bv) {
-                    *ab = ai.fmadd(bv, *ab);
+        match steps {
+            KSteps::All(k) => {
+                let mut b = b;
+                for _ in 0..k {
+                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b);
+                    at += acs;
+                    b = b.offset(bs);
                 }
             }
-            at += acs;
-            b = b.offset(bs);
+            KSteps::Listed(listed) => {
+                for &p in listed {
+                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b.offset(p as isize * bs));
+                    at += acs;
+                }
+            }
         }
         let alpha = V::splat(alpha);
         for (i, ab) in ab.iter().enumerate() {
@@ -98,6 +102,29 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
                     }
                     e.act.apply_lanes(out).storeu(p);
                 }
+            }
+        }
+    }
+}
+
+/// One k step of [`tile_body`]: `ab += A[.., at] ⊗ B row at `b``.
+///
+/// # Safety
+/// As [`tile_body`], for this step's A column and B row.
+#[inline(always)]
+unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize>(
+    ab: &mut [[V; NV]; ROWS],
+    rows: &[*const V::Elem; ROWS],
+    at: isize,
+    b: *const V::Elem,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * V::LANES)));
+        for (ab, row) in ab.iter_mut().zip(rows) {
+            let ai = V::broadcast(row.offset(at));
+            for (ab, &bv) in ab.iter_mut().zip(&bv) {
+                *ab = ai.fmadd(bv, *ab);
             }
         }
     }
