@@ -117,12 +117,24 @@ fn raw_entry_point_with_negative_and_zero_strides() {
 
 #[test]
 fn dense_forward_and_backward_small() {
-    let (batch, inputs, outputs) = (3, 5, 4);
-    let (x, w, b) = (
+    dense_case((3, 5, 4), false);
+    // Mostly zero and 64 wide: the GEMMs drop x's zero columns (KSteps::Listed).
+    dense_case((13, 20, 64), true);
+}
+
+fn dense_case((batch, inputs, outputs): (usize, usize, usize), image_like: bool) {
+    let (mut x, w, b) = (
         values(batch * inputs, 5),
         values(outputs * inputs, 6),
         values(outputs, 7),
     );
+    if image_like {
+        for (i, v) in x.iter_mut().enumerate() {
+            if (i % inputs) % 5 != 0 {
+                *v = 0.0;
+            }
+        }
+    }
     let mut y = vec![0.0f32; batch * outputs];
     dense::forward(
         MatRef::from_row_major(&x, batch, inputs),
