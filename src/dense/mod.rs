@@ -38,6 +38,8 @@
 
 pub mod reference;
 
+use rayon::prelude::*;
+
 use crate::activation::{Activation, backward_row};
 use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded};
 
@@ -246,7 +248,7 @@ pub fn backward<T: Element>(
         let beta = options.accum.beta();
         match dw.as_row_major_mut() {
             Some(dw) if beta == T::ZERO && options.l2.is_none() => {
-                transpose_padded(dwt_view, inputs, dw);
+                transpose_into(dwt, inputs, outputs, dw, options.par);
             }
             _ => {
                 for o in 0..outputs {
@@ -296,6 +298,30 @@ pub fn backward<T: Element>(
 
     dx_product(dx, dz_view, w, options.par);
     slope_grad
+}
+
+/// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` `src`, in bands
+/// of `dst` rows over the threads `par` allows (a pure copy: the result
+/// cannot depend on them).
+fn transpose_into<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T], par: Par) {
+    /// A transposed element costs about as much as this many multiply-adds
+    /// (`Par`'s unit of work).
+    const MULTIPLY_ADDS_PER_ELEMENT: usize = 16;
+    let band = |first: usize, dst: &mut [T]| {
+        let width = dst.len() / rows.max(1);
+        let part = MatRef::from_strides(&src[first..], rows, width, cols as isize, 1);
+        transpose_padded(part, rows, dst);
+    };
+    par.run(rows * cols * MULTIPLY_ADDS_PER_ELEMENT, |threads| {
+        if threads <= 1 || rows == 0 {
+            band(0, dst);
+        } else {
+            let per = cols.div_ceil(threads);
+            dst.par_chunks_mut(per * rows)
+                .enumerate()
+                .for_each(|(t, chunk)| band(t * per, chunk));
+        }
+    });
 }
 
 /// `dx (batch, in) = dz (batch, out) · w (out, in)`, if asked for.
