@@ -24,8 +24,8 @@
 //! When `x` is mostly exact zeros (judged from its first rows: a batch of
 //! images, MNIST being 81% black) and the layer is at least 64 wide, the
 //! GEMMs multiplying by `x` (`x·wᵀ`, and `dw` computed as `dwᵀ = xᵀ·dz`)
-//! skip every k step whose 12 packed values of `x` are all zero, about half
-//! of them for MNIST. Those zeros then contribute nothing even against `∞` or
+//! skip every k step whose packed values of `x` (one sliver: 12 rows on
+//! AVX-512, 6 on AVX2) are all zero, about half of them for MNIST. Those zeros then contribute nothing even against `∞` or
 //! NaN in `w` or `dz`, where IEEE arithmetic would give `0·∞ = NaN` (the
 //! convention of sparse BLAS; a weight is only non-finite after training
 //! has diverged). The same holds for `dx = dz·w` when `dz` is mostly zero.

@@ -195,7 +195,7 @@ unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 ///
 /// With `drop_zero_a`, A is always packed and each packed sliver's all-zero
 /// columns are dropped ([`drop_zero_columns`]): the product of a sparse A
-/// (a batch of images, ReLU outputs) skips those k steps. Exact zeros of A
+/// (a batch of images) skips those k steps. Exact zeros of A
 /// then contribute nothing even against ∞ or NaN in B (as in sparse
 /// BLAS). Which columns are dropped depends on A's values and the fixed
 /// blocking alone, so results stay bitwise identical for any thread count.
@@ -398,8 +398,8 @@ unsafe fn blocked<T: Element>(
                     },
                 }
                 // Per sliver: the number of k steps kept, then their list.
-                let mut steps_buf = PackBuf::for_steps();
-                let steps: &mut [u16] = if drop_zero_a {
+                let mut steps_buf = drop_zero_a.then(PackBuf::for_steps);
+                let steps: &mut [u16] = if let Some(steps_buf) = &mut steps_buf {
                     let lists = steps_buf.slice::<u16>(mc.div_ceil(mr) * (kc + 1));
                     let slivers = a_packed.chunks_exact_mut(mr * kc);
                     for (sliver, list) in slivers.zip(lists.chunks_exact_mut(kc + 1)) {
