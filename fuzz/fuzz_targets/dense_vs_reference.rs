@@ -1,5 +1,7 @@
 //! Fused dense forward and backward for every activation against the unfused
-//! f64 reference, on fuzzer-chosen shapes and values.
+//! f64 reference, on fuzzer-chosen shapes and values; optionally with an
+//! image-like (mostly zero) x and a layer wide enough for the GEMMs to skip
+//! x's zero blocks.
 #![no_main]
 
 use densekit::activation::Activation;
@@ -20,8 +22,19 @@ fuzz_target!(|data: &[u8]| {
         Activation::Tanh,
     ];
     let act = acts[(next() % 6) as usize];
+    let mode = next();
+    let outputs = outputs + if mode & 1 != 0 { 64 } else { 0 };
     let mut v = |len: usize| -> Vec<f64> { (0..len).map(|_| (next() as f64 - 128.0) / 64.0).collect() };
-    let (x, w, b, dy) = (v(batch * inputs), v(outputs * inputs), v(outputs), v(batch * outputs));
+    let (mut x, w, b, dy) = (v(batch * inputs), v(outputs * inputs), v(outputs), v(batch * outputs));
+    if mode & 2 != 0 {
+        // Image-like: three columns in four zero in every row (a shared
+        // black border), so packed slivers of x have all-zero columns.
+        for (i, value) in x.iter_mut().enumerate() {
+            if (i % inputs) % 4 != 0 {
+                *value = 0.0;
+            }
+        }
+    }
     let (xv, wv) = (MatRef::from_row_major(&x, batch, inputs), MatRef::from_row_major(&w, outputs, inputs));
     let mut y = vec![f64::NAN; batch * outputs];
     dense::forward(xv, wv, Some(&b), act, MatMut::from_row_major(&mut y, batch, outputs), Accum::Replace, Par::Seq);
