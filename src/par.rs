@@ -45,6 +45,25 @@ impl Par {
     }
 }
 
+impl Par {
+    /// Runs `f` on a thread of the pool this choice uses (the global pool
+    /// for `Auto`), so the kernel calls inside it start their parallel work
+    /// where they are instead of handing it to the pool and waiting for it
+    /// each time; `Seq` and `Threads(1)` run `f` on the calling thread.
+    ///
+    /// # Panics
+    /// On `Par::Threads(0)`.
+    #[track_caller]
+    pub(crate) fn install<R: Send>(self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
+            Par::Seq | Par::Threads(1) => f(),
+            Par::Threads(n) => pool(n).install(f),
+            Par::Auto => rayon::scope(|_| f()),
+        }
+    }
+}
+
 /// Pools created for `Par::Threads(n)`, by thread count.
 type PoolCache = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
 

@@ -153,7 +153,8 @@ pub fn evaluate(
 /// Trains `net` with `optimizer`, evaluating on `test` after each epoch.
 ///
 /// Deterministic: the same seed gives bitwise-identical weights and metrics
-/// (timings aside) for any thread count.
+/// (timings aside) for any thread count. The loop, `progress` calls
+/// included, runs on a thread of the pool `config.par` names.
 ///
 /// # Errors
 /// [`TrainError::Diverged`] (weights are left as they were after the last
@@ -165,7 +166,7 @@ pub fn train(
     train: &Dataset,
     test: &Dataset,
     config: &TrainConfig,
-    mut progress: impl FnMut(Progress<'_>),
+    mut progress: impl FnMut(Progress<'_>) + Send,
 ) -> Result<Vec<EpochMetrics>, TrainError> {
     let features = train.feature_count;
     if features != net.sizes()[0] || test.feature_count != features {
@@ -181,76 +182,84 @@ pub fn train(
             "batch size and training set must be non-empty".into(),
         ));
     }
-    let mut state = optimizer.state(net.params().len());
-    let mut grads = vec![0.0f32; net.params().len()];
-    let mut ws = MlpWorkspace::new();
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut rng = StdRng::seed_from_u64(config.seed);
-    let (mut x, mut labels) = (Vec::new(), Vec::new());
-    let steps = train.len().div_ceil(config.batch_size);
-    let mut running: Option<f64> = None;
-    let mut history = Vec::with_capacity(config.epochs);
-    for epoch in 1..=config.epochs {
-        let started = Instant::now();
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
-        let mut lr = optimizer.lr();
-        for (step, batch) in order.chunks(config.batch_size).enumerate() {
-            // The next batch's pixels load while this one trains.
-            if let Some(next) = order.get((step + 1) * config.batch_size..) {
-                train.prefetch_rows(&next[..next.len().min(config.batch_size)]);
-            }
-            x.clear();
-            train.gather(batch, &mut x);
-            labels.clear();
-            labels.extend(batch.iter().map(|&i| train.labels[i] as usize));
-            let stats = net.gradients(
-                MatRef::from_row_major(&x, batch.len(), features),
-                &labels,
-                &mut grads,
-                &mut ws,
-                config.par,
-            );
-            if !stats.loss.is_finite() {
-                return Err(TrainError::Diverged {
+    // The loop runs on a thread of the kernels' pool: each of its thousands
+    // of kernel calls then starts its parallel work right there instead of
+    // handing it to the pool and waiting (784-256-10 at batch 128: about
+    // 15% faster per epoch on two threads).
+    config.par.install(|| {
+        let mut state = optimizer.state(net.params().len());
+        let mut grads = vec![0.0f32; net.params().len()];
+        let mut ws = MlpWorkspace::new();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let (mut x, mut labels) = (Vec::new(), Vec::new());
+        let steps = train.len().div_ceil(config.batch_size);
+        let mut running: Option<f64> = None;
+        let mut history = Vec::with_capacity(config.epochs);
+        for epoch in 1..=config.epochs {
+            let started = Instant::now();
+            order.shuffle(&mut rng);
+            let (mut loss_sum, mut correct) = (0.0, 0usize);
+            let mut lr = optimizer.lr();
+            for (step, batch) in order.chunks(config.batch_size).enumerate() {
+                // The next batch's pixels load while this one trains.
+                if let Some(next) = order.get((step + 1) * config.batch_size..) {
+                    train.prefetch_rows(&next[..next.len().min(config.batch_size)]);
+                }
+                x.clear();
+                train.gather(batch, &mut x);
+                labels.clear();
+                labels.extend(batch.iter().map(|&i| train.labels[i] as usize));
+                let stats = net.gradients(
+                    MatRef::from_row_major(&x, batch.len(), features),
+                    &labels,
+                    &mut grads,
+                    &mut ws,
+                    config.par,
+                );
+                if !stats.loss.is_finite() {
+                    return Err(TrainError::Diverged {
+                        epoch,
+                        step: step + 1,
+                        lr,
+                    });
+                }
+                let progress_epochs = (epoch - 1) as f64 + step as f64 / steps as f64;
+                lr = config.schedule.lr(optimizer.lr(), progress_epochs);
+                optimizer.update(&mut state, net.params_mut(), &grads, lr, config.par);
+                loss_sum += stats.loss * batch.len() as f64;
+                correct += stats.correct;
+                let q = match running {
+                    None => stats.loss,
+                    Some(q) => {
+                        config.running_lambda * stats.loss + (1.0 - config.running_lambda) * q
+                    }
+                };
+                running = Some(q);
+                progress(Progress::Step {
                     epoch,
                     step: step + 1,
-                    lr,
+                    steps,
+                    running_loss: q,
                 });
             }
-            let progress_epochs = (epoch - 1) as f64 + step as f64 / steps as f64;
-            lr = config.schedule.lr(optimizer.lr(), progress_epochs);
-            optimizer.update(&mut state, net.params_mut(), &grads, lr, config.par);
-            loss_sum += stats.loss * batch.len() as f64;
-            correct += stats.correct;
-            let q = match running {
-                None => stats.loss,
-                Some(q) => config.running_lambda * stats.loss + (1.0 - config.running_lambda) * q,
-            };
-            running = Some(q);
-            progress(Progress::Step {
+            let train_seconds = started.elapsed().as_secs_f64();
+            let eval_started = Instant::now();
+            let (test_loss, test_accuracy) = evaluate(net, test, config.par, &mut ws, None);
+            let metrics = EpochMetrics {
                 epoch,
-                step: step + 1,
-                steps,
-                running_loss: q,
-            });
+                train_loss: loss_sum / train.len() as f64,
+                running_loss: running.unwrap_or(f64::NAN),
+                train_accuracy: correct as f64 / train.len() as f64,
+                test_loss,
+                test_accuracy,
+                lr,
+                train_seconds,
+                eval_seconds: eval_started.elapsed().as_secs_f64(),
+            };
+            progress(Progress::Epoch(&metrics));
+            history.push(metrics);
         }
-        let train_seconds = started.elapsed().as_secs_f64();
-        let eval_started = Instant::now();
-        let (test_loss, test_accuracy) = evaluate(net, test, config.par, &mut ws, None);
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / train.len() as f64,
-            running_loss: running.unwrap_or(f64::NAN),
-            train_accuracy: correct as f64 / train.len() as f64,
-            test_loss,
-            test_accuracy,
-            lr,
-            train_seconds,
-            eval_seconds: eval_started.elapsed().as_secs_f64(),
-        };
-        progress(Progress::Epoch(&metrics));
-        history.push(metrics);
-    }
-    Ok(history)
+        Ok(history)
+    })
 }
