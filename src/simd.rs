@@ -390,6 +390,44 @@ pub(crate) unsafe fn exp<V: Lanes>(x: V) -> V {
     }
 }
 
+/// `v ← eᵛ` for every value: [`exp`] four lanes at a time where AVX2 is
+/// present (tail included, through a padded vector, so a value's result does
+/// not depend on its position), `f64::exp` elsewhere.
+pub(crate) fn exp_in_place(values: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+        // SAFETY: AVX2 and FMA were detected (Isa::selected only returns
+        // available ISAs, and every ISA from Avx2Fma up includes them).
+        unsafe { exp_in_place_avx2(values) };
+        return;
+    }
+    for v in values {
+        *v = v.exp();
+    }
+}
+
+/// The AVX2 body of [`exp_in_place`].
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_in_place_avx2(values: &mut [f64]) {
+    let (chunks, tail) = values.as_chunks_mut::<4>();
+    for chunk in chunks {
+        // SAFETY: the chunk holds 4 values; AVX2 and FMA are enabled here.
+        unsafe { exp::<F64x4>(F64x4::loadu(chunk.as_ptr())).storeu(chunk.as_mut_ptr()) };
+    }
+    if !tail.is_empty() {
+        let mut pad = [0.0f64; 4];
+        pad[..tail.len()].copy_from_slice(tail);
+        // SAFETY: `pad` holds 4 values; AVX2 and FMA are enabled here.
+        unsafe { exp::<F64x4>(F64x4::loadu(pad.as_ptr())).storeu(pad.as_mut_ptr()) };
+        let n = tail.len();
+        tail.copy_from_slice(&pad[..n]);
+    }
+}
+
 /// `exp(r) − 1` without cancellation, for `|r| ≤ ln2/2` (the reduced range
 /// of [`exp`], where its polynomial is `r + r²·P(r)`).
 ///
