@@ -41,7 +41,9 @@ pub mod reference;
 use rayon::prelude::*;
 
 use crate::activation::{Activation, backward_row};
-use crate::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded};
+use crate::gemm::{
+    Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded, unaliased_row_stride,
+};
 
 /// Reusable scratch memory for [`backward`] (the `dz` matrix), so a
 /// training loop does not allocate per step.
@@ -208,11 +210,14 @@ pub fn backward<T: Element>(
         dwt,
     } = workspace;
     // Every dz entry is written by the pass: only grow, never clear.
-    dz.resize(batch * outputs, T::ZERO);
-    dz.truncate(batch * outputs);
+    // Rows at a stride the GEMMs read in place (not a multiple of 4 KiB);
+    // the padding is never read.
+    let stride = unaliased_row_stride::<T>(outputs).max(1);
+    dz.resize(batch * stride, T::ZERO);
+    dz.truncate(batch * stride);
     db_sum.clear();
     db_sum.resize(outputs, T::ZERO);
-    let slope_grad = derivative_pass(act, y, dy, dz, db_sum);
+    let slope_grad = derivative_pass(act, y, dy, dz, stride, db_sum);
     if let Some(db) = db {
         let beta = options.accum.beta();
         for (db, &sum) in db.iter_mut().zip(db_sum.iter()) {
@@ -223,7 +228,7 @@ pub fn backward<T: Element>(
             };
         }
     }
-    let dz_view = MatRef::from_row_major(&dz[..], batch, outputs);
+    let dz_view = MatRef::from_strides(&dz[..], batch, outputs, stride as isize, 1);
 
     // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w. A sparse x
     // (image pixels) is computed the other way round, dwᵀ = xᵀ·dz, where x is
@@ -385,12 +390,14 @@ fn derivative_pass<T: Element>(
     y: MatRef<'_, T>,
     dy: MatRef<'_, T>,
     dz: &mut [T],
+    stride: usize,
     db_sum: &mut [T],
 ) -> Option<T> {
     let outputs = db_sum.len();
     let mut slope_grad = T::ZERO;
     let (mut y_row, mut dy_row) = (vec![], vec![]);
-    for (b, dz_row) in dz.chunks_exact_mut(outputs.max(1)).enumerate() {
+    for (b, dz_row) in dz.chunks_exact_mut(stride).enumerate() {
+        let dz_row = &mut dz_row[..outputs];
         // Rows with unit stride are used as they are; others are gathered once.
         let (y_row, dy_row) = match (y.row(b), dy.row(b)) {
             (Some(y), Some(dy)) => (y, dy),

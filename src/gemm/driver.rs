@@ -59,6 +59,18 @@ const A_IN_PLACE_MAX_SLIVERS: usize = 4;
 /// in-place sliver reads to the same few L1 sets; such operands are packed.
 const L1_ALIASING_STRIDE: usize = 4096;
 
+/// A row stride for a new buffer of `cols`-wide rows that the kernels can
+/// read in place: `cols`, plus one cache line where `cols` values would be a
+/// multiple of [`L1_ALIASING_STRIDE`] bytes (a 1024-wide `f32` layer).
+pub(crate) fn unaliased_row_stride<T>(cols: usize) -> usize {
+    let bytes = cols * size_of::<T>();
+    if cols > 0 && bytes.is_multiple_of(L1_ALIASING_STRIDE) {
+        cols + 64 / size_of::<T>()
+    } else {
+        cols
+    }
+}
+
 /// Whether `kernel` reads B in place for a product with `m` rows: contiguous
 /// along its columns, few enough rows that a pack would not pay for itself
 /// on this kernel (see [`Kernel::b_in_place_max_rows`]), and rows not a

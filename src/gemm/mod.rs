@@ -26,6 +26,7 @@ pub use element::Element;
 pub use view::{MatMut, MatRef};
 
 use crate::activation::Activation;
+pub(crate) use driver::unaliased_row_stride;
 use driver::{Epilogue, Operand};
 use pack::SharedPtr;
 pub(crate) use pack::transpose_padded;

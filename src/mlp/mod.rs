@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::activation::Activation;
 use crate::dense::{self, BackwardOptions, Grads, Workspace};
-use crate::gemm::{Accum, MatMut, MatRef, Par};
+use crate::gemm::{Accum, MatMut, MatRef, Par, unaliased_row_stride};
 use crate::loss::softmax_cross_entropy;
 
 /// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` classes.
@@ -210,17 +210,18 @@ impl Mlp {
             let outputs = self.sizes[layer + 1];
             let (done, rest) = ws.outputs.split_at_mut(layer);
             let y = &mut rest[0];
-            y.resize(batch * outputs, 0.0);
+            let stride = self.output_stride(layer);
+            y.resize(batch * stride, 0.0);
             let input = match layer {
                 0 => x,
-                _ => MatRef::from_row_major(&done[layer - 1], batch, self.sizes[layer]),
+                _ => self.output_view(&done[layer - 1], layer - 1, batch),
             };
             dense::forward(
                 input,
                 self.weight(layer),
                 Some(self.bias(layer)),
                 self.activation(layer),
-                MatMut::from_row_major(y, batch, outputs),
+                MatMut::from_strides(y, batch, outputs, stride as isize, 1),
                 Accum::Replace,
                 par,
             );
@@ -273,7 +274,7 @@ impl Mlp {
             let dy = &upper[0];
             let input = match layer {
                 0 => x,
-                _ => MatRef::from_row_major(&ws.outputs[layer - 1], batch, inputs),
+                _ => self.output_view(&ws.outputs[layer - 1], layer - 1, batch),
             };
             let dx = match layer {
                 0 => None,
@@ -286,7 +287,7 @@ impl Mlp {
             dense::backward(
                 input,
                 self.weight(layer),
-                MatRef::from_row_major(&ws.outputs[layer], batch, outputs),
+                self.output_view(&ws.outputs[layer], layer, batch),
                 MatRef::from_row_major(dy, batch, outputs),
                 self.activation(layer),
                 Grads {
@@ -303,6 +304,27 @@ impl Mlp {
             );
         }
         BatchStats { loss, correct }
+    }
+}
+
+impl Mlp {
+    /// The row stride of layer `layer`'s output buffer: hidden layers avoid
+    /// 4 KiB-multiple strides (so the next layer's GEMMs read them in place
+    /// instead of copying them); the logits stay dense, as
+    /// [`forward`](Self::forward) returns them.
+    fn output_stride(&self, layer: usize) -> usize {
+        let outputs = self.sizes[layer + 1];
+        if layer + 1 == self.layers() {
+            outputs
+        } else {
+            unaliased_row_stride::<f32>(outputs)
+        }
+    }
+
+    /// Layer `layer`'s output buffer as a `batch × size` view.
+    fn output_view<'a>(&self, buffer: &'a [f32], layer: usize, batch: usize) -> MatRef<'a, f32> {
+        let stride = self.output_stride(layer) as isize;
+        MatRef::from_strides(buffer, batch, self.sizes[layer + 1], stride, 1)
     }
 }
 
