@@ -234,9 +234,11 @@ pub fn backward<T: Element>(
     // (image pixels) is computed the other way round, dwᵀ = xᵀ·dz, where x is
     // the GEMM's A and its zero blocks are skipped, then transposed into dw.
     if skips_zeros(x, outputs) {
-        dwt.resize(inputs * outputs, T::ZERO);
-        dwt.truncate(inputs * outputs);
-        let dwt_out = MatMut::from_row_major(dwt, inputs, outputs);
+        // dwᵀ rows at an unaliased stride too: its C tiles are stored row by row.
+        let dwt_stride = unaliased_row_stride::<T>(outputs).max(1);
+        dwt.resize(inputs * dwt_stride, T::ZERO);
+        dwt.truncate(inputs * dwt_stride);
+        let dwt_out = MatMut::from_strides(dwt, inputs, outputs, dwt_stride as isize, 1);
         gemm_fused(
             Isa::selected(),
             dwt_out,
@@ -249,11 +251,11 @@ pub fn backward<T: Element>(
             options.par,
         )
         .expect("the selected ISA is always available");
-        let dwt_view = MatRef::from_row_major(&dwt[..], inputs, outputs);
+        let dwt_view = MatRef::from_strides(&dwt[..], inputs, outputs, dwt_stride as isize, 1);
         let beta = options.accum.beta();
         match dw.as_row_major_mut() {
             Some(dw) if beta == T::ZERO && options.l2.is_none() => {
-                transpose_into(dwt, inputs, outputs, dw, options.par);
+                transpose_into(dwt_view, dw, options.par);
             }
             _ => {
                 for o in 0..outputs {
@@ -305,17 +307,17 @@ pub fn backward<T: Element>(
     slope_grad
 }
 
-/// `dst (cols × rows) = srcᵀ` for a row-major `rows × cols` `src`, in bands
-/// of `dst` rows over the threads `par` allows (a pure copy: the result
-/// cannot depend on them).
-fn transpose_into<T: Element>(src: &[T], rows: usize, cols: usize, dst: &mut [T], par: Par) {
+/// `dst (cols × rows, row-major) = srcᵀ` for a `rows × cols` `src` with
+/// unit column stride, in bands of `dst` rows over the threads `par` allows
+/// (a pure copy: the result cannot depend on them).
+fn transpose_into<T: Element>(src: MatRef<'_, T>, dst: &mut [T], par: Par) {
     /// A transposed element costs about as much as this many multiply-adds
     /// (`Par`'s unit of work).
     const MULTIPLY_ADDS_PER_ELEMENT: usize = 16;
+    let (rows, cols) = src.shape();
     let band = |first: usize, dst: &mut [T]| {
         let width = dst.len() / rows.max(1);
-        let part = MatRef::from_strides(&src[first..], rows, width, cols as isize, 1);
-        transpose_padded(part, rows, dst);
+        transpose_padded(src.columns(first, width), rows, dst);
     };
     par.run(rows * cols * MULTIPLY_ADDS_PER_ELEMENT, |threads| {
         if threads <= 1 || rows == 0 {

@@ -250,6 +250,32 @@ impl<'a, T> MatRef<'a, T> {
 
     common_view_methods!();
 
+    /// Columns `first..first + count` as a view of the same elements.
+    ///
+    /// # Panics
+    /// If `first + count > ncols()`.
+    #[track_caller]
+    pub(crate) fn columns(self, first: usize, count: usize) -> Self {
+        let Layout { rows, cols, .. } = self.layout;
+        assert!(
+            first.checked_add(count).is_some_and(|end| end <= cols),
+            "columns {first}..{first}+{count} out of range for {cols} columns"
+        );
+        let origin = if rows == 0 || count == 0 {
+            self.layout.origin
+        } else {
+            self.layout.index(0, first)
+        };
+        MatRef {
+            data: self.data,
+            layout: Layout {
+                origin,
+                cols: count,
+                ..self.layout
+            },
+        }
+    }
+
     /// Pointer to element `(0, 0)`; with the strides it addresses every element.
     ///
     /// Derived from the whole slice, not from `data[origin..]`: with negative
