@@ -272,36 +272,35 @@ pub fn backward<T: Element>(
                 }
             }
         }
-        dx_product(dx, dz_view, w, options.par);
-        return slope_grad;
-    }
-    let mut accum = options.accum;
-    if let Some(lambda) = options.l2 {
-        let beta = accum.beta();
-        for o in 0..outputs {
-            for i in 0..inputs {
-                let prior = if beta == T::ZERO {
-                    T::ZERO
-                } else {
-                    beta * dw.get(o, i)
-                };
-                dw.set(o, i, prior + lambda * w.get(o, i));
+    } else {
+        let mut accum = options.accum;
+        if let Some(lambda) = options.l2 {
+            let beta = accum.beta();
+            for o in 0..outputs {
+                for i in 0..inputs {
+                    let prior = if beta == T::ZERO {
+                        T::ZERO
+                    } else {
+                        beta * dw.get(o, i)
+                    };
+                    dw.set(o, i, prior + lambda * w.get(o, i));
+                }
             }
+            accum = Accum::Add;
         }
-        accum = Accum::Add;
+        gemm_fused(
+            Isa::selected(),
+            dw,
+            accum,
+            dz_view.t(),
+            x,
+            T::ONE,
+            None,
+            false,
+            options.par,
+        )
+        .expect("the selected ISA is always available");
     }
-    gemm_fused(
-        Isa::selected(),
-        dw,
-        accum,
-        dz_view.t(),
-        x,
-        T::ONE,
-        None,
-        false,
-        options.par,
-    )
-    .expect("the selected ISA is always available");
 
     dx_product(dx, dz_view, w, options.par);
     slope_grad

@@ -305,9 +305,7 @@ impl Mlp {
         }
         BatchStats { loss, correct }
     }
-}
 
-impl Mlp {
     /// The row stride of layer `layer`'s output buffer: hidden layers avoid
     /// 4 KiB-multiple strides (so the next layer's GEMMs read them in place
     /// instead of copying them); the logits stay dense, as
