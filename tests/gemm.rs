@@ -147,6 +147,7 @@ fn bits<T: Element>(x: T) -> u64 {
     x.to_f64().to_bits()
 }
 
+#[derive(Clone, Copy)]
 struct Case {
     m: usize,
     k: usize,
@@ -380,6 +381,15 @@ fn threaded_runs_match_the_reference() {
             };
             check::<f32>(isa, &case, Par::Threads(threads));
             check::<f64>(isa, &case, Par::Threads(threads));
+            // Few rows of a column-major A: its packed blocks are shared by
+            // several tasks (packed once, by all threads, before they start).
+            let shared_a = Case {
+                m: 100,
+                layouts: [Layout::Transposed, Layout::RowMajor, Layout::RowMajor],
+                ..case
+            };
+            check::<f32>(isa, &shared_a, Par::Threads(threads));
+            check::<f64>(isa, &shared_a, Par::Threads(threads));
         }
     }
 }

@@ -12,7 +12,11 @@
 //! is read in place (the kernel broadcasts from its rows) or, when its rows
 //! would collide in L1, copied row by row to a padded stride; B with
 //! contiguous rows is read in place when there are few rows of A to share
-//! the copy; see [`a_layout`] and [`reads_b_in_place`].
+//! the copy; see [`a_layout`] and [`reads_b_in_place`]. When there are
+//! fewer A blocks than the threads need tasks, several tasks share each
+//! packed block: its slivers are then packed once, by all threads, before
+//! the tasks start (at batch 128, 784→256 on two threads, the forward pass
+//! spent as much time packing A three times over as multiplying).
 //!
 //! # Threads and determinism
 //!
@@ -30,7 +34,7 @@ use super::dispatch::Isa;
 use super::element::Element;
 use super::kernel::{KSteps, Kernel, MAX_TILE, TileEpilogue};
 use super::pack::{
-    PackBuf, SharedPtr, drop_zero_columns, pack_a_block, pack_a_rows, pack_b_panel, sliver_rows,
+    PackBuf, SharedPtr, drop_zero_columns, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows,
 };
 use crate::activation::Activation;
 
@@ -90,7 +94,7 @@ enum ALayout {
     /// would all compete for the same few L1 sets: each block's rows are
     /// copied to a padded stride (a plain copy, no transpose) and read as in place.
     Rows,
-    /// Packed into k-major slivers (see [`pack_a_block`]): any other layout.
+    /// Packed into k-major slivers (see [`pack_a_sliver`]): any other layout.
     Slivers,
 }
 
@@ -333,15 +337,25 @@ unsafe fn blocked<T: Element>(
             // Later k panels accumulate onto what the first one wrote.
             let beta = if pc == 0 { beta } else { T::ONE };
 
-            // ic × jr groups: the units of parallel work. Each task packs its
-            // own A block, so a block split over jr groups is packed once per
-            // group, a cost of 1/(NC/groups) of its multiply work.
+            let a_layout = if drop_zero_a {
+                ALayout::Slivers
+            } else {
+                a_layout::<T, _>(&a, slivers)
+            };
+            // ic × jr groups: the units of parallel work. With few A blocks
+            // for the threads, each block is shared by several groups; its
+            // slivers are then packed once, up front, for all of them.
+            // Otherwise each task packs its own A block.
             let blocks = m.div_ceil(mc_blk);
-            let groups = if threads > 1 {
+            let groups_per_block = if threads > 1 {
                 (4 * threads).div_ceil(blocks).clamp(1, slivers)
             } else {
                 1
             };
+            let share_a = groups_per_block > 1 && a_layout == ALayout::Slivers;
+            // A shared block costs nothing per group: one B sliver per task
+            // balances the threads best.
+            let groups = if share_a { slivers } else { groups_per_block };
             let per_group = slivers.div_ceil(groups);
             let groups = slivers.div_ceil(per_group);
 
@@ -371,18 +385,77 @@ unsafe fn blocked<T: Element>(
             } else {
                 b_buf.slice::<T>(slivers * nr * kc)
             };
-            let a_layout = if drop_zero_a {
-                ALayout::Slivers
-            } else {
-                a_layout::<T, _>(&a, slivers)
-            };
             let a_row_stride = padded_row_stride::<T>(kc);
+            // Packed A slivers are `mr·kc` values; each has `kc + 1` step
+            // slots (the count kept, then their k indices) when zero columns
+            // are dropped.
+            let (sliver_len, steps_len) = (mr * kc, if drop_zero_a { kc + 1 } else { 0 });
+            let block_slivers = mc_blk.div_ceil(mr);
+            // Packs sliver `s` of A block `block` (and drops its zero columns).
+            let pack_a_sliver_at = |block: usize, s: usize, out: &mut [T], steps: &mut [u16]| {
+                let (ic, mc) = (block * mc_blk, mc_blk.min(m - block * mc_blk));
+                // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+                unsafe {
+                    let a_block = a_ptr
+                        .get()
+                        .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1]);
+                    pack_a_sliver(mr, mc, s, a_block, a_strides, out);
+                }
+                if let Some((kept, list)) = steps.split_first_mut() {
+                    *kept = drop_zero_columns(mr, out, list) as u16;
+                }
+            };
+            let mut a_shared_buf = share_a.then(PackBuf::for_a);
+            let mut steps_shared_buf = share_a.then(PackBuf::for_steps);
+            let a_shared: &mut [T] = match &mut a_shared_buf {
+                Some(buf) => buf.slice(blocks * block_slivers * sliver_len),
+                None => &mut [],
+            };
+            // One slot even without step lists, so the slivers zip with them.
+            let step_slots = steps_len.max(1);
+            let steps_shared: &mut [u16] = match &mut steps_shared_buf {
+                Some(buf) => buf.slice(blocks * block_slivers * step_slots),
+                None => &mut [],
+            };
+            // With one A block on several threads, each task packs just the B
+            // slivers it uses, so packing and multiplying share one fork-join;
+            // otherwise a packed B panel is packed up front for all tasks.
+            let b_per_task = !b_in_place && threads > 1 && blocks == 1;
+            let b_shared = !b_in_place && !b_per_task;
+            // What the tasks share is packed before any of them starts, by all
+            // threads together: the A slivers, the B panel, or both at once.
+            let pack_a_shared = |a_shared: &mut [T], steps_shared: &mut [u16]| {
+                a_shared
+                    .par_chunks_mut(sliver_len)
+                    .zip(steps_shared.par_chunks_mut(step_slots))
+                    .enumerate()
+                    .for_each(|(g, (sliver, slots))| {
+                        let (block, s) = (g / block_slivers, g % block_slivers);
+                        if s < mc_blk.min(m - block * mc_blk).div_ceil(mr) {
+                            pack_a_sliver_at(block, s, sliver, &mut slots[..steps_len]);
+                        }
+                    })
+            };
+            let parallel_b = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
+            match (share_a, b_shared) {
+                (true, true) => {
+                    rayon::join(
+                        || pack_a_shared(a_shared, steps_shared),
+                        || pack_b(0, b_packed, parallel_b),
+                    );
+                }
+                (true, false) => pack_a_shared(a_shared, steps_shared),
+                (false, true) => pack_b(0, b_packed, parallel_b),
+                (false, false) => {}
+            }
             // One task: the A block `block` times the B slivers of `group`,
             // found through `b_slivers`.
             let last_panel = pc + kc == k;
+            let (a_shared, steps_shared) = (&*a_shared, &*steps_shared);
             let task = |block: usize, group: usize, b_slivers: BSlivers<'_, T>| {
                 let ic = block * mc_blk;
                 let mc = mc_blk.min(m - ic);
+                let a_slivers = mc.div_ceil(mr);
                 let mut scratch = [T::ZERO; MAX_TILE];
                 // SAFETY: A[ic.., pc..] is the origin of an in-range block (caller contract).
                 let a_block = unsafe {
@@ -391,42 +464,44 @@ unsafe fn blocked<T: Element>(
                         .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1])
                 };
                 // Read in place, A needs no copy at all (kernels read exactly
-                // the rows of their sliver); otherwise the block is copied.
+                // the rows of their sliver); shared, it is packed already;
+                // otherwise this task copies the block.
                 let mut a_buf = PackBuf::for_a();
-                let a_packed = a_buf.slice::<T>(match a_layout {
-                    ALayout::InPlace => 0,
-                    ALayout::Rows => mc * a_row_stride,
-                    ALayout::Slivers => mc.div_ceil(mr) * mr * kc,
-                });
-                match a_layout {
-                    ALayout::InPlace => {}
-                    // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
-                    ALayout::Rows => unsafe {
-                        pack_a_rows(kc, a_block, a_strides[0], a_row_stride, a_packed)
-                    },
-                    // SAFETY: as above.
-                    ALayout::Slivers => unsafe {
-                        pack_a_block(mr, mc, a_block, a_strides, a_packed)
-                    },
-                }
-                // Per sliver: the number of k steps kept, then their list.
-                let mut steps_buf = drop_zero_a.then(PackBuf::for_steps);
-                let steps: &mut [u16] = if let Some(steps_buf) = &mut steps_buf {
-                    let lists = steps_buf.slice::<u16>(mc.div_ceil(mr) * (kc + 1));
-                    let slivers = a_packed.chunks_exact_mut(mr * kc);
-                    for (sliver, list) in slivers.zip(lists.chunks_exact_mut(kc + 1)) {
-                        let (kept, list) = list.split_first_mut().expect("kc + 1 ≥ 1");
-                        *kept = drop_zero_columns(mr, sliver, list) as u16;
-                    }
-                    lists
+                let mut steps_buf = PackBuf::for_steps();
+                let (a_packed, steps): (&[T], &[u16]) = if share_a {
+                    let first = block * block_slivers;
+                    (
+                        &a_shared[first * sliver_len..][..a_slivers * sliver_len],
+                        &steps_shared[first * step_slots..][..a_slivers * step_slots],
+                    )
                 } else {
-                    &mut []
+                    let a_packed = a_buf.slice::<T>(match a_layout {
+                        ALayout::InPlace => 0,
+                        ALayout::Rows => mc * a_row_stride,
+                        ALayout::Slivers => a_slivers * sliver_len,
+                    });
+                    let steps = steps_buf.slice::<u16>(a_slivers * step_slots);
+                    match a_layout {
+                        ALayout::InPlace => {}
+                        // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+                        ALayout::Rows => unsafe {
+                            pack_a_rows(kc, a_block, a_strides[0], a_row_stride, a_packed)
+                        },
+                        ALayout::Slivers => {
+                            for s in 0..a_slivers {
+                                let sliver = &mut a_packed[s * sliver_len..][..sliver_len];
+                                let list = &mut steps[s * step_slots..][..steps_len];
+                                pack_a_sliver_at(block, s, sliver, list);
+                            }
+                        }
+                    }
+                    (a_packed, steps)
                 };
                 let k_steps = |r: usize| -> KSteps<'_> {
                     if !drop_zero_a {
                         return KSteps::All(kc);
                     }
-                    let list = &steps[r * (kc + 1)..][..kc + 1];
+                    let list = &steps[r * step_slots..][..steps_len];
                     match usize::from(list[0]) {
                         kept if kept == kc => KSteps::All(kc),
                         kept => KSteps::Listed(&list[1..=kept]),
@@ -443,7 +518,7 @@ unsafe fn blocked<T: Element>(
                             a_packed[first_row * a_row_stride..].as_ptr(),
                             [a_row_stride as isize, 1],
                         ),
-                        ALayout::Slivers => (a_packed[r * mr * kc..].as_ptr(), [1, mr as isize]),
+                        ALayout::Slivers => (a_packed[r * sliver_len..].as_ptr(), [1, mr as isize]),
                     }
                 };
                 // jr: one NR-wide sliver of the B panel, NR columns of C.
@@ -503,9 +578,7 @@ unsafe fn blocked<T: Element>(
                     rs: b_strides[0],
                     tail: b_packed,
                 });
-            } else if threads > 1 && blocks == 1 {
-                // One A block: each task packs just the B slivers it uses, so
-                // packing and multiplying share one fork-join.
+            } else if b_per_task {
                 b_packed
                     .par_chunks_mut(group_len)
                     .enumerate()
@@ -515,8 +588,6 @@ unsafe fn blocked<T: Element>(
                         task(0, group, BSlivers::Packed { chunk, first });
                     });
             } else {
-                let parallel = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
-                pack_b(0, b_packed, parallel);
                 run_tasks(BSlivers::Packed {
                     chunk: b_packed,
                     first: 0,

@@ -287,28 +287,24 @@ pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
     (s * base + s.min(extra), base + usize::from(s < extra))
 }
 
-/// Packs the `mc × kc` block of A at `a` into `⌈mc/mr⌉` slivers of `kc × mr`
-/// (rows split by [`sliver_rows`], each sliver zero-padded to `mr`).
+/// Packs sliver `s` of the `mc × kc` block of A at `a` (its rows given by
+/// [`sliver_rows`]) into `out`, `kc × mr` (k-major), zero-padded to `mr`.
+/// A block is packed sliver by sliver, so several threads can share the work.
 ///
 /// # Safety
-/// `a + i·rsa + p·csa` must be readable for `i < mc`, `p < kc`, and
-/// `out.len()` must be `⌈mc/mr⌉·mr·kc`.
-pub(crate) unsafe fn pack_a_block<T: Element>(
+/// `a + i·rsa + p·csa` must be readable for the sliver's rows `i` and
+/// `p < kc`, and `out.len()` must be `mr·kc`.
+pub(crate) unsafe fn pack_a_sliver<T: Element>(
     mr: usize,
     mc: usize,
+    s: usize,
     a: *const T,
     [rsa, csa]: [isize; 2],
     out: &mut [T],
 ) {
-    if mc == 0 {
-        return;
-    }
-    let kc = out.len() / mc.div_ceil(mr) / mr;
-    for (s, sliver) in out.chunks_exact_mut(mr * kc).enumerate() {
-        let (i0, rows) = sliver_rows(mc, mr, s);
-        // SAFETY: rows i0..i0+rows of the block are readable (caller contract).
-        unsafe { pack_sliver(mr, rows, a.offset(i0 as isize * rsa), [rsa, csa], sliver) };
-    }
+    let (i0, rows) = sliver_rows(mc, mr, s);
+    // SAFETY: rows i0..i0+rows of the block are readable (caller contract).
+    unsafe { pack_sliver(mr, rows, a.offset(i0 as isize * rsa), [rsa, csa], out) };
 }
 
 /// Drops the all-zero columns of a packed A sliver (`kc` columns of `mr`

@@ -12,7 +12,7 @@
 //!
 //! * `A[i, p]` is at `a + i·ars + p·acs`: usually a packed sliver, `k`
 //!   columns of `MR` values each (`ars = 1`, `acs = MR`, see
-//!   [`pack_a_block`](super::pack::pack_a_block)); or, when packing would not
+//!   [`pack_a_sliver`](super::pack::pack_a_sliver)); or, when packing would not
 //!   pay for itself, MR rows of A read in place (`acs = 1`).
 //! * The k steps are [`KSteps::All`]`(k)`, or [`KSteps::Listed`] when a packed
 //!   A sliver had all-zero columns dropped (see
