@@ -54,7 +54,7 @@ impl Par {
     /// # Panics
     /// On `Par::Threads(0)`.
     #[track_caller]
-    pub(crate) fn install<R: Send>(self, f: impl FnOnce() -> R + Send) -> R {
+    pub fn install<R: Send>(self, f: impl FnOnce() -> R + Send) -> R {
         match self {
             Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
             Par::Seq | Par::Threads(1) => f(),
