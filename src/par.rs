@@ -50,6 +50,22 @@ impl Par {
     /// for `Auto`), so the kernel calls inside it start their parallel work
     /// where they are instead of handing it to the pool and waiting for it
     /// each time; `Seq` and `Threads(1)` run `f` on the calling thread.
+    /// Worth it around a loop of many small kernel calls, such as training
+    /// steps ([`train`](crate::train::train) does it).
+    ///
+    /// ```
+    /// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+    /// let (a, b) = (vec![1.0f32; 64 * 64], vec![0.5f32; 64 * 64]);
+    /// let mut c = vec![0.0f32; 64 * 64];
+    /// let par = Par::Threads(2);
+    /// par.install(|| {
+    ///     for _ in 0..3 {
+    ///         let (a, b) = (MatRef::from_row_major(&a, 64, 64), MatRef::from_row_major(&b, 64, 64));
+    ///         gemm(MatMut::from_row_major(&mut c, 64, 64), Accum::Add, a, b, 1.0, par);
+    ///     }
+    /// });
+    /// assert_eq!(c[0], 3.0 * 64.0 * 0.5);
+    /// ```
     ///
     /// # Panics
     /// On `Par::Threads(0)`.
