@@ -234,16 +234,50 @@ mod x86 {
                 }
             }
         }
-        // The last valid lines (fewer than 8), one output row at a time so
+        // A group of 4 lines (MR = 12 is 8 + 4) through 4×4 transposes.
+        let quads = groups + (valid - groups) / 4 * 4;
+        if quads > groups {
+            // SAFETY: lines groups..groups+4 ≤ valid are readable for kc values (caller contract).
+            let lines: [*const f32; 4] =
+                core::array::from_fn(|q| unsafe { src.offset((groups + q) as isize * s_w) });
+            let whole = kc / 4 * 4;
+            for p in (0..whole).step_by(4) {
+                // SAFETY: p + 4 ≤ kc, so each line has 4 readable values at p.
+                let r: [__m128; 4] =
+                    core::array::from_fn(|q| unsafe { _mm_loadu_ps(lines[q].add(p)) });
+                let t0 = _mm_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm_unpackhi_ps(r[2], r[3]);
+                let c = [
+                    _mm_movelh_ps(t0, t2),
+                    _mm_movehl_ps(t2, t0),
+                    _mm_movelh_ps(t1, t3),
+                    _mm_movehl_ps(t3, t1),
+                ];
+                for (j, c) in c.into_iter().enumerate() {
+                    let dst = &mut out[(p + j) * w + groups..][..4];
+                    // SAFETY: `dst` holds exactly 4 writable f32.
+                    unsafe { _mm_storeu_ps(dst.as_mut_ptr(), c) };
+                }
+            }
+            for p in whole..kc {
+                for (q, line) in lines.iter().enumerate() {
+                    // SAFETY: p < kc is inside line q (caller contract).
+                    out[p * w + groups + q] = unsafe { *line.add(p) };
+                }
+            }
+        }
+        // The last valid lines (fewer than 4), one output row at a time so
         // the writes stay in one cache line; padding lines were zeroed above.
-        // Only the first valid − groups (< 8) pointers are dereferenced.
-        let lines: [*const f32; 8] =
-            core::array::from_fn(|q| src.wrapping_offset((groups + q) as isize * s_w));
-        let tail = &lines[..valid - groups];
+        // Only the first valid − quads (< 4) pointers are dereferenced.
+        let lines: [*const f32; 4] =
+            core::array::from_fn(|q| src.wrapping_offset((quads + q) as isize * s_w));
+        let tail = &lines[..valid - quads];
         if !tail.is_empty() {
             for (p, row) in out.chunks_exact_mut(w).enumerate() {
-                for (slot, line) in row[groups..valid].iter_mut().zip(tail) {
-                    // SAFETY: line groups + q < valid holds kc readable values
+                for (slot, line) in row[quads..valid].iter_mut().zip(tail) {
+                    // SAFETY: line quads + q < valid holds kc readable values
                     // (caller contract), and p < kc.
                     *slot = unsafe { *line.add(p) };
                 }
