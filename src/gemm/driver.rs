@@ -54,6 +54,12 @@ const PACK_COPY_CYCLES: f64 = 0.25;
 /// See [`PACK_COPY_CYCLES`].
 const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 
+/// A packed A panel up to this size is shared by all tasks (packed once, up
+/// front) and split into column bands (see [`blocked`]): half of a 1 MiB
+/// L2, which leaves room for the band's B slivers. Covers an MNIST batch of
+/// 128 in both `x·wᵀ` and `xᵀ·dz`.
+const SHARED_A_MAX_BYTES: usize = 512 << 10;
+
 /// A panel with at most this many B slivers reads A in place (when A is
 /// contiguous along k) instead of packing it: a packed A block would be
 /// reused too few times to repay the copy.
@@ -343,19 +349,32 @@ unsafe fn blocked<T: Element>(
                 a_layout::<T, _>(&a, slivers)
             };
             // ic × jr groups: the units of parallel work. With few A blocks
-            // for the threads, each block is shared by several groups; its
-            // slivers are then packed once, up front, for all of them.
-            // Otherwise each task packs its own A block.
+            // for the threads, or a packed A small enough to share from L2,
+            // each block is shared by several groups; its slivers are then
+            // packed once, up front, for all of them. Otherwise each task
+            // packs its own A block.
             let blocks = m.div_ceil(mc_blk);
             let groups_per_block = if threads > 1 {
                 (4 * threads).div_ceil(blocks).clamp(1, slivers)
             } else {
                 1
             };
-            let share_a = groups_per_block > 1 && a_layout == ALayout::Slivers;
-            // A shared block costs nothing per group: one B sliver per task
-            // balances the threads best.
-            let groups = if share_a { slivers } else { groups_per_block };
+            let small_a = m.div_ceil(mr) * mr * kc * size_of::<T>() <= SHARED_A_MAX_BYTES;
+            let share_a =
+                threads > 1 && a_layout == ALayout::Slivers && (groups_per_block > 1 || small_a);
+            // Column bands: each task takes a band of B slivers (packing them
+            // itself) through every A block, so a thread's B slivers and the
+            // columns of C it writes stay in its own cache, and packing and
+            // multiplying share one fork-join. For one A block, or a small
+            // shared A.
+            let bands = threads > 1 && (blocks == 1 || (share_a && small_a));
+            let groups = match () {
+                _ if bands => (4 * threads).clamp(1, slivers),
+                // A shared block costs nothing per group: one B sliver per
+                // task balances the threads best.
+                _ if share_a => slivers,
+                _ => groups_per_block,
+            };
             let per_group = slivers.div_ceil(groups);
             let groups = slivers.div_ceil(per_group);
 
@@ -417,11 +436,9 @@ unsafe fn blocked<T: Element>(
                 Some(buf) => buf.slice(blocks * block_slivers * step_slots),
                 None => &mut [],
             };
-            // With one A block on several threads, each task packs just the B
-            // slivers it uses, so packing and multiplying share one fork-join;
-            // otherwise a packed B panel is packed up front for all tasks.
-            let b_per_task = !b_in_place && threads > 1 && blocks == 1;
-            let b_shared = !b_in_place && !b_per_task;
+            // Band tasks pack their own B slivers; otherwise a packed B panel
+            // is packed up front for all tasks.
+            let b_shared = !b_in_place && !bands;
             // What the tasks share is packed before any of them starts, by all
             // threads together: the A slivers, the B panel, or both at once.
             let pack_a_shared = |a_shared: &mut [T], steps_shared: &mut [u16]| {
@@ -562,36 +579,47 @@ unsafe fn blocked<T: Element>(
                 }
             };
             let group_len = per_group * nr * kc;
-            // Every (block, group) task, on the pool or on this thread.
-            let run_tasks = |b_slivers: BSlivers<'_, T>| {
-                if threads > 1 {
-                    (0..blocks * groups)
-                        .into_par_iter()
-                        .for_each(|t| task(t / groups, t % groups, b_slivers));
-                } else {
-                    (0..blocks).for_each(|block| task(block, 0, b_slivers));
-                }
+            // A band task: group `group`'s B slivers through every A block.
+            let band = |group: usize, b_slivers: BSlivers<'_, T>| {
+                (0..blocks).for_each(|block| task(block, group, b_slivers));
             };
-            if b_in_place {
-                run_tasks(BSlivers::InPlace {
-                    origin: b_origin,
-                    rs: b_strides[0],
-                    tail: b_packed,
-                });
-            } else if b_per_task {
-                b_packed
-                    .par_chunks_mut(group_len)
-                    .enumerate()
-                    .for_each(|(group, chunk)| {
-                        pack_b(group * per_group, chunk, false);
-                        let first = group * per_group;
-                        task(0, group, BSlivers::Packed { chunk, first });
-                    });
-            } else {
-                run_tasks(BSlivers::Packed {
-                    chunk: b_packed,
-                    first: 0,
-                });
+            let b_in_place_slivers = BSlivers::InPlace {
+                origin: b_origin,
+                rs: b_strides[0],
+                tail: b_packed,
+            };
+            match (bands, b_in_place) {
+                (true, true) => (0..groups)
+                    .into_par_iter()
+                    .for_each(|group| band(group, b_in_place_slivers)),
+                (true, false) => {
+                    b_packed
+                        .par_chunks_mut(group_len)
+                        .enumerate()
+                        .for_each(|(group, chunk)| {
+                            let first = group * per_group;
+                            pack_b(first, chunk, false);
+                            band(group, BSlivers::Packed { chunk, first });
+                        })
+                }
+                (false, b_in_place) => {
+                    let b_slivers = if b_in_place {
+                        b_in_place_slivers
+                    } else {
+                        BSlivers::Packed {
+                            chunk: b_packed,
+                            first: 0,
+                        }
+                    };
+                    // Every (block, group) task, on the pool or on this thread.
+                    if threads > 1 {
+                        (0..blocks * groups)
+                            .into_par_iter()
+                            .for_each(|t| task(t / groups, t % groups, b_slivers));
+                    } else {
+                        band(0, b_slivers);
+                    }
+                }
             }
         }
     }
