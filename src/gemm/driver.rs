@@ -34,7 +34,8 @@ use super::dispatch::Isa;
 use super::element::Element;
 use super::kernel::{KSteps, Kernel, MAX_TILE, TileEpilogue};
 use super::pack::{
-    PackBuf, SharedPtr, drop_zero_columns, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows,
+    PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_a_sliver_dropping_zeros, pack_b_panel,
+    sliver_rows,
 };
 use crate::activation::Activation;
 
@@ -216,7 +217,7 @@ unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 /// `max_threads` threads of the current rayon pool (1: no rayon calls at all).
 ///
 /// With `drop_zero_a`, A is always packed and each packed sliver's all-zero
-/// columns are dropped ([`drop_zero_columns`]): the product of a sparse A
+/// columns are dropped ([`drop_zero_columns`](super::pack::drop_zero_columns)): the product of a sparse A
 /// (a batch of images) skips those k steps. Exact zeros of A
 /// then contribute nothing even against ∞ or NaN in B (as in sparse
 /// BLAS). Which columns are dropped depends on A's values and the fixed
@@ -418,10 +419,14 @@ unsafe fn blocked<T: Element>(
                     let a_block = a_ptr
                         .get()
                         .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1]);
-                    pack_a_sliver(mr, mc, s, a_block, a_strides, out);
-                }
-                if let Some((kept, list)) = steps.split_first_mut() {
-                    *kept = drop_zero_columns(mr, out, list) as u16;
+                    match steps.split_first_mut() {
+                        Some((kept, list)) => {
+                            *kept = pack_a_sliver_dropping_zeros(
+                                mr, mc, s, a_block, a_strides, out, list,
+                            ) as u16;
+                        }
+                        None => pack_a_sliver(mr, mc, s, a_block, a_strides, out),
+                    }
                 }
             };
             let mut a_shared_buf = share_a.then(PackBuf::for_a);

@@ -341,6 +341,74 @@ pub(crate) unsafe fn pack_a_sliver<T: Element>(
     unsafe { pack_sliver(mr, rows, a.offset(i0 as isize * rsa), [rsa, csa], out) };
 }
 
+/// [`pack_a_sliver`] then [`drop_zero_columns`] (returning the count kept),
+/// in one pass where A's rows are adjacent (`rsa = 1`, as in `xᵀ` for a
+/// row-major `x`) and the sliver is full: each column is tested as it is
+/// copied.
+///
+/// # Safety
+/// As [`pack_a_sliver`]; `steps` as in [`drop_zero_columns`].
+pub(crate) unsafe fn pack_a_sliver_dropping_zeros<T: Element>(
+    mr: usize,
+    mc: usize,
+    s: usize,
+    a: *const T,
+    [rsa, csa]: [isize; 2],
+    out: &mut [T],
+    steps: &mut [u16],
+) -> usize {
+    let (i0, rows) = sliver_rows(mc, mr, s);
+    // SAFETY (each arm): rows i0..i0+rows of the block are readable for kc
+    // columns (caller contract); full slivers read exactly those.
+    unsafe {
+        let a = a.offset(i0 as isize * rsa);
+        match (rsa, rows == mr, mr) {
+            (1, true, 4) => pack_dropping_zeros::<T, 4>(a, csa, out, steps),
+            (1, true, 6) => pack_dropping_zeros::<T, 6>(a, csa, out, steps),
+            (1, true, 12) => pack_dropping_zeros::<T, 12>(a, csa, out, steps),
+            _ => {
+                pack_sliver(mr, rows, a, [rsa, csa], out);
+                drop_zero_columns(mr, out, steps)
+            }
+        }
+    }
+}
+
+/// The one-pass case of [`pack_a_sliver_dropping_zeros`]: column `p` is the
+/// `MR` contiguous values at `a + p·csa`.
+///
+/// # Safety
+/// `a + i + p·csa` is readable for `i < MR`, `p < out.len() / MR`.
+unsafe fn pack_dropping_zeros<T: Element, const MR: usize>(
+    a: *const T,
+    csa: isize,
+    out: &mut [T],
+    steps: &mut [u16],
+) -> usize {
+    let (columns, _) = out.as_chunks_mut::<MR>();
+    assert!(
+        columns.len() <= steps.len() && columns.len() < 1 << 16,
+        "pack_dropping_zeros: {} columns, {} step slots",
+        columns.len(),
+        steps.len()
+    );
+    let mut kept = 0;
+    for p in 0..columns.len() {
+        // SAFETY: MR readable values at a + p·csa (caller contract); unaligned read.
+        let column = unsafe {
+            a.offset(p as isize * csa)
+                .cast::<[T; MR]>()
+                .read_unaligned()
+        };
+        if column.iter().fold(false, |any, &v| any | (v != T::ZERO)) {
+            columns[kept] = column;
+            steps[kept] = p as u16;
+            kept += 1;
+        }
+    }
+    kept
+}
+
 /// Drops the all-zero columns of a packed A sliver (`kc` columns of `mr`
 /// values, k-major): the other columns move to the front, in order, their k
 /// indices go to `steps`, and their count is returned. A column is dropped
@@ -365,26 +433,35 @@ pub(crate) fn drop_zero_columns<T: Element>(
         sliver.len(),
         steps.len()
     );
-    // A column is zero iff the OR of its values' bits, sign bits cleared, is
-    // zero (±0 are zero; NaN, subnormals and everything else are not): a few
-    // integer ORs per column instead of a comparison per value. Pack
-    // buffers are cache-line aligned, so columns view as 64-bit words.
-    let sign_bits = if size_of::<T>() == 4 {
-        0x8000_0000_8000_0000u64
-    } else {
-        0x8000_0000_0000_0000u64
-    };
-    let mut kept = 0;
-    for p in 0..kc {
-        let column = &sliver[p * mr..][..mr];
-        let nonzero = match bytemuck::try_cast_slice::<T, u64>(column) {
-            Ok(words) => words.iter().fold(0, |any, &w| any | (w & !sign_bits)) != 0,
-            Err(_) => column.iter().any(|&v| v != T::ZERO),
-        };
-        if nonzero {
-            if kept != p {
-                sliver.copy_within(p * mr..(p + 1) * mr, kept * mr);
+    match mr {
+        4 => drop_zero_columns_of::<T, 4>(sliver, steps),
+        6 => drop_zero_columns_of::<T, 6>(sliver, steps),
+        12 => drop_zero_columns_of::<T, 12>(sliver, steps),
+        _ => {
+            let mut kept = 0;
+            for p in 0..kc {
+                if sliver[p * mr..][..mr].iter().any(|&v| v != T::ZERO) {
+                    sliver.copy_within(p * mr..(p + 1) * mr, kept * mr);
+                    steps[kept] = p as u16;
+                    kept += 1;
+                }
             }
+            kept
+        }
+    }
+}
+
+/// [`drop_zero_columns`] for the kernels' sliver widths: the columns are
+/// fixed-size arrays, so the zero test is a few vector compares and a kept
+/// column moves in a few register copies (not a `memmove` call each).
+fn drop_zero_columns_of<T: Element, const MR: usize>(sliver: &mut [T], steps: &mut [u16]) -> usize {
+    let (columns, _) = sliver.as_chunks_mut::<MR>();
+    let mut kept = 0;
+    for p in 0..columns.len() {
+        let column = columns[p];
+        // Branch-free over the column: ±0 compare equal to zero, NaN does not.
+        if column.iter().fold(false, |any, &v| any | (v != T::ZERO)) {
+            columns[kept] = column;
             steps[kept] = p as u16;
             kept += 1;
         }
