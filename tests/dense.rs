@@ -370,7 +370,7 @@ fn make_image_like<T: Element>(x: &mut [T], batch: usize, inputs: usize) {
             let mut h = (r * 1_000_003 + j) as u64;
             h = (h ^ (h >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             h ^= h >> 29;
-            let speckle = h % 6 == 0;
+            let speckle = h.is_multiple_of(6);
             if border || !speckle || (12..24).contains(&r) {
                 x[r * inputs + j] = T::ZERO;
             }
