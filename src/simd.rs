@@ -465,6 +465,39 @@ pub(crate) fn append_bytes_divided(src: &[u8], divisor: f32, out: &mut Vec<f32>)
     out.extend(src.iter().map(|&b| f32::from(b) / divisor));
 }
 
+/// Writes `b as f32 / divisor` for each byte of `src` into `out`: the
+/// same values as [`append_bytes_divided`], into a slice.
+///
+/// # Panics
+/// If the lengths differ.
+#[track_caller]
+pub(crate) fn bytes_divided_into(src: &[u8], divisor: f32, out: &mut [f32]) {
+    assert!(
+        src.len() == out.len(),
+        "bytes_divided_into: {} bytes into {} slots",
+        src.len(),
+        out.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
+        let slots: *mut [f32] = out;
+        // SAFETY: MaybeUninit<f32> has f32's layout, and the body below only
+        // stores initialized f32 values through it; AVX2 was detected (as in
+        // append_bytes_divided) and the lengths match.
+        unsafe {
+            bytes_divided_avx2(
+                src,
+                divisor,
+                &mut *(slots as *mut [core::mem::MaybeUninit<f32>]),
+            )
+        };
+        return;
+    }
+    for (slot, &b) in out.iter_mut().zip(src) {
+        *slot = f32::from(b) / divisor;
+    }
+}
+
 /// The AVX2 body of [`append_bytes_divided`]: writes every slot of `out`.
 ///
 /// # Safety

@@ -206,8 +206,9 @@ pub fn train(
                 if let Some(next) = order.get((step + 1) * config.batch_size..) {
                     train.prefetch_rows(&next[..next.len().min(config.batch_size)]);
                 }
-                x.clear();
-                train.gather(batch, &mut x);
+                // Every slot is overwritten: only grow, never clear.
+                x.resize(batch.len() * features, 0.0);
+                train.gather_into(batch, &mut x, config.par);
                 labels.clear();
                 labels.extend(batch.iter().map(|&i| train.labels[i] as usize));
                 let stats = net.gradients(

@@ -241,3 +241,42 @@ fn features_are_exactly_pixel_over_255() {
         expect.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn gather_into_matches_gather_on_any_thread_count() {
+    use densekit::Par;
+    use densekit::data::Dataset;
+    // 300 rows of 37 pixels (not a multiple of the vector width), every byte value.
+    let data = Dataset {
+        pixels: (0..300 * 37).map(|i| (i * 7 % 256) as u8).collect(),
+        labels: vec![0; 300],
+        feature_count: 37,
+    };
+    // Enough rows for the threaded path (and an odd count, so bands differ).
+    let rows: Vec<usize> = (0..4001).map(|i| i * 13 % 300).collect();
+    let mut expect = Vec::new();
+    data.gather(&rows, &mut expect);
+    for par in [Par::Seq, Par::Threads(2), Par::Threads(3), Par::Auto] {
+        let mut x = vec![f32::NAN; rows.len() * 37];
+        data.gather_into(&rows, &mut x, par);
+        assert!(
+            x.iter()
+                .zip(&expect)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "gather_into with {par:?} differs from gather"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "2 rows of 37 features need 74 slots, got 73")]
+fn gather_into_rejects_a_wrong_output_length() {
+    use densekit::Par;
+    use densekit::data::Dataset;
+    let data = Dataset {
+        pixels: vec![0; 2 * 37],
+        labels: vec![0; 2],
+        feature_count: 37,
+    };
+    data.gather_into(&[0, 1], &mut [0.0; 73], Par::Seq);
+}

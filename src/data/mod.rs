@@ -4,6 +4,10 @@ pub mod idx;
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
+use crate::par::Par;
+
 use idx::{DataError, DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, read_idx};
 
 /// Number of classes in MNIST and its drop-in variants.
@@ -82,6 +86,63 @@ impl Dataset {
             }
             append_features(row(r), out);
         }
+    }
+
+    /// Writes the features of samples `rows` (in that order) into `out`,
+    /// `feature_count` values each, as [`gather`](Self::gather) does, using
+    /// the threads `par` allows for a large batch (each converts a band of
+    /// rows; the values do not depend on the split).
+    ///
+    /// ```
+    /// use densekit::Par;
+    /// use densekit::data::Dataset;
+    /// let data = Dataset { pixels: vec![0, 255, 51, 102], labels: vec![1, 2], feature_count: 2 };
+    /// let mut x = vec![0.0; 4];
+    /// data.gather_into(&[1, 0], &mut x, Par::Auto);
+    /// assert_eq!(x, [0.2, 0.4, 0.0, 1.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `out` does not hold `rows.len() × feature_count` values, or a row
+    /// index is out of range.
+    #[track_caller]
+    pub fn gather_into(&self, rows: &[usize], out: &mut [f32], par: Par) {
+        /// A pixel costs about as much as this many multiply-adds (`Par`'s
+        /// unit of work): a batch of 128 MNIST rows is worth two threads.
+        const MULTIPLY_ADDS_PER_PIXEL: usize = 16;
+        let f = self.feature_count;
+        assert!(
+            out.len() == rows.len() * f,
+            "Dataset::gather_into: {} rows of {f} features need {} slots, got {}",
+            rows.len(),
+            rows.len() * f,
+            out.len()
+        );
+        let gather = |rows: &[usize], out: &mut [f32]| {
+            let row = |r: usize| &self.pixels[r * f..][..f];
+            for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
+                crate::simd::prefetch_read(row(r));
+            }
+            for (i, (&r, slots)) in rows.iter().zip(out.chunks_exact_mut(f)).enumerate() {
+                if let Some(&ahead) = rows.get(i + GATHER_PREFETCH_ROWS) {
+                    crate::simd::prefetch_read(row(ahead));
+                }
+                crate::simd::bytes_divided_into(row(r), PIXEL_MAX, slots);
+            }
+        };
+        if f == 0 || rows.is_empty() {
+            return;
+        }
+        par.run(out.len() * MULTIPLY_ADDS_PER_PIXEL, |threads| {
+            let per = rows.len().div_ceil(threads.max(1));
+            if threads > 1 {
+                out.par_chunks_mut(per * f)
+                    .zip(rows.par_chunks(per))
+                    .for_each(|(out, rows)| gather(rows, out));
+            } else {
+                gather(rows, out);
+            }
+        });
     }
 
     /// Asks the CPU to start loading the pixels of samples `rows` into the
