@@ -47,20 +47,43 @@ pub fn softmax_cross_entropy<T: Element>(
             "softmax_cross_entropy: label {t} of sample {r} is out of range for {classes} classes"
         );
     }
+    if classes == 0 {
+        return 0.0;
+    }
     let scale = 1.0 / batch.max(1) as f64;
-    let mut total = 0.0;
-    // e^{z − max} of one row: one exp per logit serves the sum and the softmax.
-    let mut shifted = Vec::with_capacity(classes);
-    for (r, &label) in labels.iter().enumerate() {
+    // e^{z − max} of every logit, through one vectorized exp over the batch:
+    // one exp per logit serves both the sum and the softmax.
+    let mut maxes = Vec::with_capacity(batch);
+    let mut shifted = Vec::with_capacity(batch * classes);
+    for r in 0..batch {
         let max = row_max(logits, r);
-        shifted.clear();
-        shifted.extend((0..classes).map(|c| logits.get(r, c).to_f64() - max));
-        crate::simd::exp_in_place(&mut shifted);
-        let sum: f64 = shifted.iter().sum();
+        maxes.push(max);
+        match logits.row(r) {
+            Some(row) => shifted.extend(row.iter().map(|z| z.to_f64() - max)),
+            None => shifted.extend((0..classes).map(|c| logits.get(r, c).to_f64() - max)),
+        }
+    }
+    crate::simd::exp_in_place(&mut shifted);
+    let mut total = 0.0;
+    let rows = shifted.chunks_exact(classes).zip(labels).zip(&maxes);
+    for (r, ((exps, &label), &max)) in rows.enumerate() {
+        let sum: f64 = exps.iter().sum();
         total += sum.ln() - (logits.get(r, label).to_f64() - max);
-        for (c, &e) in shifted.iter().enumerate() {
+        let grad = |c: usize, e: f64| {
             let onehot = if c == label { 1.0 } else { 0.0 };
-            dlogits.set(r, c, T::from_f64((e / sum - onehot) * scale));
+            T::from_f64((e / sum - onehot) * scale)
+        };
+        match dlogits.row_mut(r) {
+            Some(out) => {
+                for (c, (slot, &e)) in out.iter_mut().zip(exps).enumerate() {
+                    *slot = grad(c, e);
+                }
+            }
+            None => {
+                for (c, &e) in exps.iter().enumerate() {
+                    dlogits.set(r, c, grad(c, e));
+                }
+            }
         }
     }
     total * scale
@@ -105,9 +128,15 @@ fn shifted_log_sum_exp<T: Element>(logits: MatRef<'_, T>, r: usize) -> (f64, f64
 
 /// The largest logit of row `r`, in f64.
 fn row_max<T: Element>(logits: MatRef<'_, T>, r: usize) -> f64 {
-    (0..logits.ncols())
-        .map(|c| logits.get(r, c).to_f64())
-        .fold(f64::NEG_INFINITY, f64::max)
+    match logits.row(r) {
+        Some(row) => row
+            .iter()
+            .map(|z| z.to_f64())
+            .fold(f64::NEG_INFINITY, f64::max),
+        None => (0..logits.ncols())
+            .map(|c| logits.get(r, c).to_f64())
+            .fold(f64::NEG_INFINITY, f64::max),
+    }
 }
 
 /// Mean squared error `(1/N)·Σ (p − t)²` over all `N` elements, writing its

@@ -822,6 +822,46 @@ fn softmax_cross_entropy_matches_naive_and_is_stable() {
     );
 }
 
+/// Strided logits and gradients (rows not contiguous) give the same bits as
+/// row-major ones.
+#[test]
+fn softmax_cross_entropy_is_the_same_for_any_layout() {
+    let (batch, classes) = (5, 7);
+    let logits: Vec<f32> = Rng(3).vec(batch * classes, 4.0);
+    let labels = [6, 0, 3, 3, 1];
+    let transposed: Vec<f32> = (0..batch * classes)
+        .map(|i| logits[(i % batch) * classes + i / batch])
+        .collect();
+    let mut expect = vec![0.0f32; batch * classes];
+    let loss = softmax_cross_entropy(
+        MatRef::from_row_major(&logits, batch, classes),
+        &labels,
+        MatMut::from_row_major(&mut expect, batch, classes),
+    );
+    for input_col_major in [false, true] {
+        let input = if input_col_major {
+            MatRef::from_col_major(&transposed, batch, classes)
+        } else {
+            MatRef::from_row_major(&logits, batch, classes)
+        };
+        let mut grad = vec![f32::NAN; batch * classes];
+        let got = softmax_cross_entropy(
+            input,
+            &labels,
+            MatMut::from_col_major(&mut grad, batch, classes),
+        );
+        assert_eq!(got.to_bits(), loss.to_bits());
+        for r in 0..batch {
+            for c in 0..classes {
+                assert_eq!(
+                    grad[c * batch + r].to_bits(),
+                    expect[r * classes + c].to_bits()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "label 3 of sample 1 is out of range for 3 classes")]
 fn out_of_range_label_is_rejected() {

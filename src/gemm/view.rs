@@ -382,6 +382,34 @@ impl<'a, T> MatMut<'a, T> {
         self.data[at] = value;
     }
 
+    /// Row `i` as a mutable slice, if its elements are contiguous (unit column
+    /// stride, or a single column); `None` otherwise.
+    ///
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [0.0f32; 4];
+    /// MatMut::from_row_major(&mut data, 2, 2).row_mut(1).unwrap()[0] = 5.0;
+    /// assert_eq!(data, [0.0, 0.0, 5.0, 0.0]);
+    /// assert!(MatMut::from_col_major(&mut data, 2, 2).row_mut(1).is_none());
+    /// ```
+    ///
+    /// # Panics
+    /// If `i ≥ nrows()`.
+    #[track_caller]
+    pub fn row_mut(&mut self, i: usize) -> Option<&mut [T]> {
+        let cols = self.layout.cols;
+        if cols == 0 {
+            assert!(
+                i < self.layout.rows,
+                "row {i} out of range for {} rows",
+                self.layout.rows
+            );
+            return Some(&mut []);
+        }
+        let start = self.layout.index(i, 0);
+        (self.layout.cs == 1 || cols == 1).then(|| &mut self.data[start..start + cols])
+    }
+
     /// All elements as one row-major slice, if the view is dense row-major
     /// (unit column stride, row stride = columns); `None` otherwise.
     pub(crate) fn as_row_major_mut(&mut self) -> Option<&mut [T]> {
