@@ -5,6 +5,7 @@
 //! when β = 0, reads A or B when α = 0, or writes into stride gaps fails.
 
 use densekit::gemm::{Accum, Element, Isa, MatMut, MatRef, Par, gemm, gemm_with_isa, reference};
+use rayon::prelude::*;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -691,6 +692,45 @@ fn zero_threads_is_rejected() {
         1.0,
         Par::Threads(0),
     );
+}
+
+/// `Par::install` keeps its pool's other threads spinning while `f` runs;
+/// they must stop when `f` panics and when installs nest, never hanging, and
+/// the kernel calls inside stay deterministic.
+#[test]
+fn install_survives_panics_and_nesting() {
+    let (a, b) = (vec![0.5f32; 112 * 112], vec![0.25f32; 112 * 112]);
+    let product = |par: Par| {
+        let mut c = vec![0.0f32; 112 * 112];
+        let (av, bv) = (
+            MatRef::from_row_major(&a, 112, 112),
+            MatRef::from_row_major(&b, 112, 112),
+        );
+        gemm(
+            MatMut::from_row_major(&mut c, 112, 112),
+            Accum::Replace,
+            av,
+            bv,
+            1.0,
+            par,
+        );
+        c
+    };
+    let expect = product(Par::Seq);
+    for par in [Par::Threads(2), Par::Threads(3), Par::Auto] {
+        let caught = std::panic::catch_unwind(|| par.install(|| panic!("inside install")));
+        assert!(caught.is_err());
+        let nested = par.install(|| par.install(|| product(par)));
+        assert_eq!(nested, expect);
+        // Installs started from the pool's own threads, several at once.
+        let results: Vec<Vec<f32>> = par.install(|| {
+            (0..4)
+                .into_par_iter()
+                .map(|_| par.install(|| product(par)))
+                .collect()
+        });
+        assert!(results.iter().all(|c| *c == expect));
+    }
 }
 
 /// Regression (fuzzing, `gemm_vs_reference`): with k = 0 the result is β·C,
