@@ -55,11 +55,13 @@ const PACK_COPY_CYCLES: f64 = 0.25;
 /// See [`PACK_COPY_CYCLES`].
 const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 
-/// A packed A panel up to this size is shared by all tasks (packed once, up
-/// front) and split into column bands (see [`blocked`]): half of a 1 MiB
-/// L2, which leaves room for the band's B slivers. Covers an MNIST batch of
-/// 128 in both `x·wᵀ` and `xᵀ·dz`.
-const SHARED_A_MAX_BYTES: usize = 512 << 10;
+/// With an A panel up to this size, threads split the work into column bands
+/// (see [`blocked`]): each band packs its own B slivers and reads every A
+/// block, packed once up front and shared. Two threads here, measured on
+/// 256×1024×1024, 512×784×256 and 256×784×1024 (A panels of 1–1.6 MiB):
+/// 8–20% faster than sharing one packed B panel; 1024³ (4 MiB) was 2–4%
+/// slower, so it keeps the shared panel.
+const BANDS_MAX_A_BYTES: usize = 2 << 20;
 
 /// A panel with at most this many B slivers reads A in place (when A is
 /// contiguous along k) instead of packing it: a packed A block would be
@@ -360,15 +362,15 @@ unsafe fn blocked<T: Element>(
             } else {
                 1
             };
-            let small_a = m.div_ceil(mr) * mr * kc * size_of::<T>() <= SHARED_A_MAX_BYTES;
+            let moderate_a = m.div_ceil(mr) * mr * kc * size_of::<T>() <= BANDS_MAX_A_BYTES;
             let share_a =
-                threads > 1 && a_layout == ALayout::Slivers && (groups_per_block > 1 || small_a);
+                threads > 1 && a_layout == ALayout::Slivers && (groups_per_block > 1 || moderate_a);
             // Column bands: each task takes a band of B slivers (packing them
             // itself) through every A block, so a thread's B slivers and the
             // columns of C it writes stay in its own cache, and packing and
-            // multiplying share one fork-join. For one A block, or a small
-            // shared A.
-            let bands = threads > 1 && (blocks == 1 || (share_a && small_a));
+            // multiplying share one fork-join. For one A block, or an A panel
+            // small enough to be read again by every band.
+            let bands = threads > 1 && (blocks == 1 || moderate_a);
             let groups = match () {
                 _ if bands => (4 * threads).clamp(1, slivers),
                 // A shared block costs nothing per group: one B sliver per
