@@ -55,12 +55,21 @@ const PACK_COPY_CYCLES: f64 = 0.25;
 /// See [`PACK_COPY_CYCLES`].
 const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 
-/// With an A panel up to this size, threads split the work into column bands
-/// (see [`blocked`]): each band packs its own B slivers and reads every A
-/// block, packed once up front and shared. Two threads here, measured on
-/// 256×1024×1024, 512×784×256 and 256×784×1024 (A panels of 1–1.6 MiB):
-/// 8–20% faster than sharing one packed B panel; 1024³ (4 MiB) was 2–4%
-/// slower, so it keeps the shared panel.
+/// A packed A panel up to this size is shared by all tasks (packed once, up
+/// front) and split into column bands (see [`blocked`]): half of a 1 MiB
+/// L2, which leaves room for the band's B slivers. Covers an MNIST batch of
+/// 128 in both `x·wᵀ` and `xᵀ·dz`.
+const SHARED_A_MAX_BYTES: usize = 512 << 10;
+
+/// Panels at least this deep with an A panel of at most [`BANDS_MAX_A_BYTES`]
+/// are split into column bands too (see [`blocked`]). Two threads here,
+/// interleaved: 256×1024×1024, 512×784×256 and 256×784×1024 ran 8–20%
+/// faster in bands than sharing one packed B panel; shallower ones
+/// (k = 32 or 256: 784×32×256, 128×256×784, 512×256×784) 7–12% slower,
+/// and 1024³ (a 4 MiB A panel) 2–4% slower.
+const BANDS_MIN_DEPTH: usize = 512;
+
+/// See [`BANDS_MIN_DEPTH`].
 const BANDS_MAX_A_BYTES: usize = 2 << 20;
 
 /// A panel with at most this many B slivers reads A in place (when A is
@@ -362,15 +371,21 @@ unsafe fn blocked<T: Element>(
             } else {
                 1
             };
-            let moderate_a = m.div_ceil(mr) * mr * kc * size_of::<T>() <= BANDS_MAX_A_BYTES;
-            let share_a =
-                threads > 1 && a_layout == ALayout::Slivers && (groups_per_block > 1 || moderate_a);
+            let a_bytes = m.div_ceil(mr) * mr * kc * size_of::<T>();
+            let share_a = threads > 1
+                && a_layout == ALayout::Slivers
+                && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES);
             // Column bands: each task takes a band of B slivers (packing them
             // itself) through every A block, so a thread's B slivers and the
             // columns of C it writes stay in its own cache, and packing and
-            // multiplying share one fork-join. For one A block, or an A panel
-            // small enough to be read again by every band.
-            let bands = threads > 1 && (blocks == 1 || moderate_a);
+            // multiplying share one fork-join. For one A block, a small shared
+            // A, or a deep panel (its B slivers are costly to share) with an
+            // A panel small enough to be read again by every band; never
+            // with too few slivers to give every thread two bands.
+            let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
+            let bands = threads > 1
+                && slivers >= 2 * threads
+                && (blocks == 1 || (share_a && a_bytes <= SHARED_A_MAX_BYTES) || deep);
             let groups = match () {
                 _ if bands => (4 * threads).clamp(1, slivers),
                 // A shared block costs nothing per group: one B sliver per
