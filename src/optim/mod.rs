@@ -270,17 +270,27 @@ impl Optimizer {
                 let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
                 let step_size = lr / c1;
                 let inv_sqrt_c2 = 1.0 / c2.sqrt();
-                for (((p, &g), m), v) in params
+                let moments = params
                     .iter_mut()
                     .zip(grads)
                     .zip(first.iter_mut())
-                    .zip(second.iter_mut())
-                {
-                    *p -= lr * dwd * *p;
-                    let g = g + wd * *p;
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
+                    .zip(second.iter_mut());
+                if wd == 0.0 && dwd == 0.0 {
+                    // Without weight decay (the default) the decay terms are
+                    // exact no-ops on finite weights: skip their arithmetic.
+                    for (((p, &g), m), v) in moments {
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
+                    }
+                } else {
+                    for (((p, &g), m), v) in moments {
+                        *p -= lr * dwd * *p;
+                        let g = g + wd * *p;
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
+                    }
                 }
             }
             Optimizer::RmsProp(o) => {
