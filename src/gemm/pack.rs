@@ -185,16 +185,11 @@ mod x86 {
             // store per row in the row loop below.
             out.fill(0.0);
         }
-        for i0 in (0..groups).step_by(8) {
-            // SAFETY: lines i0..i0+8 ≤ valid are readable for kc values (caller contract).
-            let lines: [*const f32; 8] =
-                core::array::from_fn(|q| unsafe { src.offset((i0 + q) as isize * s_w) });
-            for p in (0..whole).step_by(8) {
-                // SAFETY: p + 8 ≤ kc, so each line has 8 readable values at p.
-                let r: [__m256; 8] =
-                    core::array::from_fn(|q| unsafe { _mm256_loadu_ps(lines[q].add(p)) });
-                // Rows r[q] = line q, values p..p+8; after the transpose
-                // c[j] holds value p+j of lines i0..i0+8.
+        // Rows r[q] = line q, values p..p+8; after the transpose c[j] holds
+        // value p+j of the 8 lines.
+        macro_rules! transpose8 {
+            ($r:expr) => {{
+                let r: [__m256; 8] = $r;
                 let t0 = _mm256_unpacklo_ps(r[0], r[1]);
                 let t1 = _mm256_unpackhi_ps(r[0], r[1]);
                 let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -211,7 +206,7 @@ mod x86 {
                 let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
                 let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
                 let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                let c = [
+                [
                     _mm256_permute2f128_ps::<0x20>(s0, s4),
                     _mm256_permute2f128_ps::<0x20>(s1, s5),
                     _mm256_permute2f128_ps::<0x20>(s2, s6),
@@ -220,19 +215,41 @@ mod x86 {
                     _mm256_permute2f128_ps::<0x31>(s1, s5),
                     _mm256_permute2f128_ps::<0x31>(s2, s6),
                     _mm256_permute2f128_ps::<0x31>(s3, s7),
-                ];
-                for (j, c) in c.into_iter().enumerate() {
-                    let dst = &mut out[(p + j) * w + i0..][..8];
-                    // SAFETY: `dst` holds exactly 8 writable f32.
-                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), c) };
+                ]
+            }};
+        }
+        // Lines in pairs of octets where there are 16: each output row then
+        // gets 16 values (a whole cache line of a 64-byte-aligned sliver) in
+        // one pass, instead of two halves in two passes over the sliver
+        // (the 784→256 forward pass: 1–1.5% faster).
+        let mut i0 = 0;
+        while i0 < groups {
+            let width = if i0 + 16 <= groups { 16 } else { 8 };
+            // Lines past `width` repeat the last one and are never read.
+            let lines: [*const f32; 16] = core::array::from_fn(|q| {
+                src.wrapping_offset((i0 + q.min(width - 1)) as isize * s_w)
+            });
+            for p in (0..whole).step_by(8) {
+                for half in (0..width).step_by(8) {
+                    // SAFETY: lines i0 + half + q < i0 + width ≤ valid hold kc ≥ p + 8
+                    // readable values (caller contract).
+                    let c = transpose8!(core::array::from_fn(|q| unsafe {
+                        _mm256_loadu_ps(lines[half + q].add(p))
+                    }));
+                    for (j, c) in c.into_iter().enumerate() {
+                        let dst = &mut out[(p + j) * w + i0 + half..][..8];
+                        // SAFETY: `dst` holds exactly 8 writable f32.
+                        unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), c) };
+                    }
                 }
             }
             for p in whole..kc {
-                for (q, line) in lines.iter().enumerate() {
-                    // SAFETY: p < kc is inside line q (caller contract).
+                for (q, line) in lines[..width].iter().enumerate() {
+                    // SAFETY: p < kc is inside line i0 + q < valid (caller contract).
                     out[p * w + i0 + q] = unsafe { *line.add(p) };
                 }
             }
+            i0 += width;
         }
         // A group of 4 lines (MR = 12 is 8 + 4) through 4×4 transposes.
         let quads = groups + (valid - groups) / 4 * 4;
