@@ -33,10 +33,7 @@ use rayon::prelude::*;
 use super::dispatch::Isa;
 use super::element::Element;
 use super::kernel::{KSteps, Kernel, MAX_TILE, TileEpilogue};
-use super::pack::{
-    PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_a_sliver_dropping_zeros, pack_b_panel,
-    sliver_rows,
-};
+use super::pack::{PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
 
 use crate::par::PAR_MIN_WORK;
@@ -438,11 +435,12 @@ unsafe fn blocked<T: Element>(
                         .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1]);
                     match steps.split_first_mut() {
                         Some((kept, list)) => {
-                            *kept = pack_a_sliver_dropping_zeros(
-                                mr, mc, s, a_block, a_strides, out, list,
-                            ) as u16;
+                            let list = Some(list);
+                            *kept = pack_a_sliver(mr, mc, s, a_block, a_strides, out, list) as u16;
                         }
-                        None => pack_a_sliver(mr, mc, s, a_block, a_strides, out),
+                        None => {
+                            pack_a_sliver(mr, mc, s, a_block, a_strides, out, None);
+                        }
                     }
                 }
             };

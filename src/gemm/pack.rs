@@ -342,9 +342,18 @@ pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
 /// [`sliver_rows`]) into `out`, `kc × mr` (k-major), zero-padded to `mr`.
 /// A block is packed sliver by sliver, so several threads can share the work.
 ///
+/// With `steps`, the sliver's all-zero columns are dropped as by
+/// [`drop_zero_columns`], which returns the count kept; where A's rows are
+/// adjacent (`rsa = 1`, as in `xᵀ` for a row-major `x`) and the sliver is
+/// full, in the same pass, each column tested as it is copied. Without,
+/// returns `kc`.
+///
 /// # Safety
 /// `a + i·rsa + p·csa` must be readable for the sliver's rows `i` and
 /// `p < kc`, and `out.len()` must be `mr·kc`.
+///
+/// # Panics
+/// As [`drop_zero_columns`], for `steps`.
 pub(crate) unsafe fn pack_a_sliver<T: Element>(
     mr: usize,
     mc: usize,
@@ -352,33 +361,17 @@ pub(crate) unsafe fn pack_a_sliver<T: Element>(
     a: *const T,
     [rsa, csa]: [isize; 2],
     out: &mut [T],
-) {
-    let (i0, rows) = sliver_rows(mc, mr, s);
-    // SAFETY: rows i0..i0+rows of the block are readable (caller contract).
-    unsafe { pack_sliver(mr, rows, a.offset(i0 as isize * rsa), [rsa, csa], out) };
-}
-
-/// [`pack_a_sliver`] then [`drop_zero_columns`] (returning the count kept),
-/// in one pass where A's rows are adjacent (`rsa = 1`, as in `xᵀ` for a
-/// row-major `x`) and the sliver is full: each column is tested as it is
-/// copied.
-///
-/// # Safety
-/// As [`pack_a_sliver`]; `steps` as in [`drop_zero_columns`].
-pub(crate) unsafe fn pack_a_sliver_dropping_zeros<T: Element>(
-    mr: usize,
-    mc: usize,
-    s: usize,
-    a: *const T,
-    [rsa, csa]: [isize; 2],
-    out: &mut [T],
-    steps: &mut [u16],
+    steps: Option<&mut [u16]>,
 ) -> usize {
     let (i0, rows) = sliver_rows(mc, mr, s);
     // SAFETY (each arm): rows i0..i0+rows of the block are readable for kc
     // columns (caller contract); full slivers read exactly those.
     unsafe {
         let a = a.offset(i0 as isize * rsa);
+        let Some(steps) = steps else {
+            pack_sliver(mr, rows, a, [rsa, csa], out);
+            return out.len() / mr;
+        };
         match (rsa, rows == mr, mr) {
             (1, true, 4) => pack_dropping_zeros::<T, 4>(a, csa, out, steps),
             (1, true, 6) => pack_dropping_zeros::<T, 6>(a, csa, out, steps),
@@ -391,7 +384,7 @@ pub(crate) unsafe fn pack_a_sliver_dropping_zeros<T: Element>(
     }
 }
 
-/// The one-pass case of [`pack_a_sliver_dropping_zeros`]: column `p` is the
+/// The one-pass case of [`pack_a_sliver`] with zero columns dropped: column `p` is the
 /// `MR` contiguous values at `a + p·csa`.
 ///
 /// # Safety

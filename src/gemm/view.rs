@@ -99,6 +99,18 @@ impl Layout {
         }
     }
 
+    /// Where row `i` lies in the data, if its elements are contiguous (unit
+    /// column stride, or a single column).
+    #[track_caller]
+    fn row_span(&self, i: usize) -> Option<core::ops::Range<usize>> {
+        assert!(i < self.rows, "row {i} out of range for {} rows", self.rows);
+        if self.cols == 0 {
+            return Some(0..0);
+        }
+        let start = self.index(i, 0);
+        (self.cs == 1 || self.cols == 1).then(|| start..start + self.cols)
+    }
+
     #[track_caller]
     fn index(&self, i: usize, j: usize) -> usize {
         assert!(
@@ -235,17 +247,7 @@ impl<'a, T> MatRef<'a, T> {
     /// If `i ≥ nrows()`.
     #[track_caller]
     pub fn row(&self, i: usize) -> Option<&'a [T]> {
-        let cols = self.layout.cols;
-        if cols == 0 {
-            assert!(
-                i < self.layout.rows,
-                "row {i} out of range for {} rows",
-                self.layout.rows
-            );
-            return Some(&[]);
-        }
-        let start = self.layout.index(i, 0);
-        (self.layout.cs == 1 || cols == 1).then(|| &self.data[start..start + cols])
+        self.layout.row_span(i).map(|span| &self.data[span])
     }
 
     common_view_methods!();
@@ -397,17 +399,7 @@ impl<'a, T> MatMut<'a, T> {
     /// If `i ≥ nrows()`.
     #[track_caller]
     pub fn row_mut(&mut self, i: usize) -> Option<&mut [T]> {
-        let cols = self.layout.cols;
-        if cols == 0 {
-            assert!(
-                i < self.layout.rows,
-                "row {i} out of range for {} rows",
-                self.layout.rows
-            );
-            return Some(&mut []);
-        }
-        let start = self.layout.index(i, 0);
-        (self.layout.cs == 1 || cols == 1).then(|| &mut self.data[start..start + cols])
+        self.layout.row_span(i).map(|span| &mut self.data[span])
     }
 
     /// All elements as one row-major slice, if the view is dense row-major
