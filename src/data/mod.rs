@@ -72,11 +72,17 @@ impl Dataset {
     /// assert_eq!(x, [0.2, 0.4, 0.0, 1.0]);
     /// ```
     pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) {
-        let f = self.feature_count;
-        out.reserve(rows.len() * f);
-        let row = |r: usize| &self.pixels[r * f..][..f];
-        // Shuffled rows of a data set larger than the caches: fetch a few rows
-        // ahead, so the conversion below does not wait on memory row by row.
+        out.reserve(rows.len() * self.feature_count);
+        self.for_each_pixel_row(rows, |pixels| append_features(pixels, out));
+    }
+
+    /// Calls `f` with the pixels of samples `rows`, in that order. Shuffled
+    /// rows of a data set larger than the caches: a few rows ahead are
+    /// prefetched, so the conversion does not wait on memory row by row.
+    #[inline(always)]
+    fn for_each_pixel_row(&self, rows: &[usize], mut f: impl FnMut(&[u8])) {
+        let n = self.feature_count;
+        let row = |r: usize| &self.pixels[r * n..][..n];
         for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
             crate::simd::prefetch_read(row(r));
         }
@@ -84,7 +90,7 @@ impl Dataset {
             if let Some(&ahead) = rows.get(i + GATHER_PREFETCH_ROWS) {
                 crate::simd::prefetch_read(row(ahead));
             }
-            append_features(row(r), out);
+            f(row(r));
         }
     }
 
@@ -119,16 +125,11 @@ impl Dataset {
             out.len()
         );
         let gather = |rows: &[usize], out: &mut [f32]| {
-            let row = |r: usize| &self.pixels[r * f..][..f];
-            for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
-                crate::simd::prefetch_read(row(r));
-            }
-            for (i, (&r, slots)) in rows.iter().zip(out.chunks_exact_mut(f)).enumerate() {
-                if let Some(&ahead) = rows.get(i + GATHER_PREFETCH_ROWS) {
-                    crate::simd::prefetch_read(row(ahead));
-                }
-                crate::simd::bytes_divided_into(row(r), PIXEL_MAX, slots);
-            }
+            let mut slots = out.chunks_exact_mut(f);
+            self.for_each_pixel_row(rows, |pixels| {
+                let slot = slots.next().expect("one slot per row (checked above)");
+                crate::simd::bytes_divided_into(pixels, PIXEL_MAX, slot);
+            });
         };
         if f == 0 || rows.is_empty() {
             return;
