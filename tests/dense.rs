@@ -393,7 +393,10 @@ fn image_like_inputs_match_the_reference() {
             }
             check_forward::<f64>(act, shape, Views::RowMajor, seed, true);
         }
-        check_backward(act, (30, 200, 70), Views::RowMajor, seed, Some(0.01), true);
+        // Column-major w and dw (Mlp's storage) take the direct dwᵀ path.
+        for views in [Views::RowMajor, Views::Transposed] {
+            check_backward(act, (30, 200, 70), views, seed, Some(0.01), true);
+        }
     }
     check_replace_and_add((30, 200, 70), true);
 }
@@ -414,39 +417,46 @@ fn check_replace_and_add((batch, inputs, outputs): (usize, usize, usize), image_
         make_image_like(&mut x, batch, inputs);
     }
     let y = vec![0.5f32; batch * outputs];
-    let run = |dw: &mut [f32], db: &mut [f32], accum| {
-        dense::backward(
-            MatRef::from_row_major(&x, batch, inputs),
-            MatRef::from_row_major(&w, outputs, inputs),
-            MatRef::from_row_major(&y, batch, outputs),
-            MatRef::from_row_major(&dy, batch, outputs),
-            Activation::Sigmoid,
-            Grads {
-                dw: MatMut::from_row_major(dw, outputs, inputs),
-                db: Some(db),
-                dx: None,
-            },
-            BackwardOptions {
-                accum,
-                l2: Some(0.5),
-                par: Par::Seq,
-            },
-            &mut Workspace::new(),
-        );
-    };
-    let (mut dw1, mut db1) = (vec![f32::NAN; outputs * inputs], vec![f32::NAN; outputs]);
-    run(&mut dw1, &mut db1, Accum::Replace);
-    assert!(
-        dw1.iter().chain(&db1).all(|v| v.is_finite()),
-        "Replace read the NaN it should overwrite"
-    );
-    let (mut dw2, mut db2) = (dw1.clone(), db1.clone());
-    run(&mut dw2, &mut db2, Accum::Add);
-    for (two, one) in dw2.iter().zip(&dw1).chain(db2.iter().zip(&db1)) {
+    // dw stored row-major, and column-major (the direct dwᵀ path when x is sparse).
+    for dw_col_major in [false, true] {
+        let run = |dw: &mut [f32], db: &mut [f32], accum| {
+            dense::backward(
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                MatRef::from_row_major(&y, batch, outputs),
+                MatRef::from_row_major(&dy, batch, outputs),
+                Activation::Sigmoid,
+                Grads {
+                    dw: if dw_col_major {
+                        MatMut::from_col_major(dw, outputs, inputs)
+                    } else {
+                        MatMut::from_row_major(dw, outputs, inputs)
+                    },
+                    db: Some(db),
+                    dx: None,
+                },
+                BackwardOptions {
+                    accum,
+                    l2: Some(0.5),
+                    par: Par::Seq,
+                },
+                &mut Workspace::new(),
+            );
+        };
+        let (mut dw1, mut db1) = (vec![f32::NAN; outputs * inputs], vec![f32::NAN; outputs]);
+        run(&mut dw1, &mut db1, Accum::Replace);
         assert!(
-            (two - 2.0 * one).abs() <= 1e-5 * one.abs().max(1.0),
-            "Add: {two} vs 2×{one}"
+            dw1.iter().chain(&db1).all(|v| v.is_finite()),
+            "Replace read the NaN it should overwrite"
         );
+        let (mut dw2, mut db2) = (dw1.clone(), db1.clone());
+        run(&mut dw2, &mut db2, Accum::Add);
+        for (two, one) in dw2.iter().zip(&dw1).chain(db2.iter().zip(&db1)) {
+            assert!(
+                (two - 2.0 * one).abs() <= 1e-5 * one.abs().max(1.0),
+                "Add: {two} vs 2×{one}"
+            );
+        }
     }
 }
 

@@ -10,6 +10,12 @@
 //!
 //! (The lecture writes `y = x·W + b` with `W = wᵀ`.)
 //!
+//! `w` and `dw` are views, so they may also be stored column-major, i.e. as
+//! `wᵀ` `(in, out)` row-major, as [`Mlp`](crate::mlp::Mlp) stores them: the
+//! forward GEMM then reads `wᵀ` in place as its B operand instead of packing
+//! a transpose, and the sparse-input gradient `dwᵀ = xᵀ·dz` (below) lands in
+//! `dw` directly instead of going through a transpose.
+//!
 //! # Fusion
 //! * [`forward`]: the bias and the activation are applied by the GEMM
 //!   microkernel to each register tile before it is stored: `y` is written
@@ -232,8 +238,11 @@ pub fn backward<T: Element>(
 
     // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w. A sparse x
     // (image pixels) is computed the other way round, dwᵀ = xᵀ·dz, where x is
-    // the GEMM's A and its zero blocks are skipped, then transposed into dw.
-    if skips_zeros(x, outputs) {
+    // the GEMM's A and its zero blocks are skipped: straight into dw when dw
+    // is column-major (dwᵀ row-major, as `Mlp` stores its weights), otherwise
+    // into the workspace and then transposed into dw.
+    let skip = skips_zeros(x, outputs);
+    if skip && dw.row_stride() != 1 {
         // dwᵀ rows at an unaliased stride too: its C tiles are stored row by row.
         let dwt_stride = unaliased_row_stride::<T>(outputs).max(1);
         dwt.resize(inputs * dwt_stride, T::ZERO);
@@ -288,15 +297,20 @@ pub fn backward<T: Element>(
             }
             accum = Accum::Add;
         }
+        let (c, a, b) = if skip {
+            (dw.t(), x.t(), dz_view)
+        } else {
+            (dw, dz_view.t(), x)
+        };
         gemm_fused(
             Isa::selected(),
-            dw,
+            c,
             accum,
-            dz_view.t(),
-            x,
+            a,
+            b,
             T::ONE,
             None,
-            false,
+            skip,
             options.par,
         )
         .expect("the selected ISA is always available");

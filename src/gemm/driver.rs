@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use super::dispatch::Isa;
 use super::element::Element;
-use super::kernel::{KSteps, Kernel, MAX_TILE, TileEpilogue};
+use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
 use super::pack::{PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
 
@@ -493,7 +493,7 @@ unsafe fn blocked<T: Element>(
                 let ic = block * mc_blk;
                 let mc = mc_blk.min(m - ic);
                 let a_slivers = mc.div_ceil(mr);
-                let mut scratch = [T::ZERO; MAX_TILE];
+                let mut scratch = EdgeTile::new();
                 // SAFETY: A[ic.., pc..] is the origin of an in-range block (caller contract).
                 let a_block = unsafe {
                     a_ptr

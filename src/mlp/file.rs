@@ -74,15 +74,16 @@ impl Mlp {
             path: path.to_path_buf(),
             message,
         };
+        // Weights in PyTorch's (out, in) order, whatever the storage order.
         let bytes: Vec<Vec<u8>> = (0..self.layers())
             .flat_map(|l| {
-                let (w, b) = self.layer_ranges(l);
-                [w, b].map(|r| {
-                    self.params[r]
-                        .iter()
-                        .flat_map(|v| v.to_le_bytes())
-                        .collect()
-                })
+                let (w, (outputs, inputs)) = (self.weight(l), self.weight(l).shape());
+                let weight = (0..outputs)
+                    .flat_map(|o| (0..inputs).map(move |i| w.get(o, i)))
+                    .flat_map(f32::to_le_bytes)
+                    .collect();
+                let bias = self.bias(l).iter().flat_map(|v| v.to_le_bytes()).collect();
+                [weight, bias]
             })
             .collect();
         let mut views = Vec::with_capacity(bytes.len());
@@ -215,11 +216,22 @@ impl Mlp {
                     ));
                 }
                 // Copied byte-wise: the data need not be aligned for f32.
-                params.extend(
-                    view.data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
+                let values = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                match shape[..] {
+                    // A weight, (out, in) in the file, is stored (in, out).
+                    [outputs, inputs] => {
+                        let start = params.len();
+                        params.resize(start + outputs * inputs, 0.0);
+                        for (at, v) in values.enumerate() {
+                            let (o, i) = (at / inputs, at % inputs);
+                            params[start + i * outputs + o] = v;
+                        }
+                    }
+                    _ => params.extend(values),
+                }
             }
         }
         Mlp::from_parts(&sizes, hidden, params)

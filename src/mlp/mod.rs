@@ -1,8 +1,16 @@
 //! A multilayer perceptron on the fused dense kernels.
 //!
 //! Layers are `(out, in)` weight matrices plus biases, stored back to back in
-//! one flat parameter buffer (`w₀, b₀, w₁, b₁, …`); gradients use the same
-//! layout, so an optimizer updates the whole network in one loop. Hidden
+//! one flat parameter buffer (`w₀ᵀ, b₀, w₁ᵀ, b₁, …`); gradients use the same
+//! layout, so an optimizer updates the whole network in one loop.
+//!
+//! Each weight is stored as its transpose, `(in, out)` row-major (the
+//! `(out, in)` matrix column-major): the forward GEMM `x·wᵀ` then reads `wᵀ`
+//! in place instead of packing a transpose of it, and the weight gradient of
+//! a sparse input, computed as `dwᵀ = xᵀ·dz`, lands in the gradient buffer
+//! directly (784-256-10 at batch 128 on two threads: 404 → 365 µs for the
+//! forward and backward pass, with the same bits). [`Mlp::weight`] gives the
+//! `(out, in)` view; saved files hold PyTorch's `(out, in)` order. Hidden
 //! layers share one activation; the output layer emits logits for softmax
 //! cross-entropy.
 
@@ -96,15 +104,28 @@ impl Mlp {
             } else {
                 (6.0 / (inputs + outputs) as f64).sqrt()
             } as f32;
+            // Drawn in (out, in) order, the order a row-major weight would have.
             let (w, _) = net.layer_ranges(layer);
-            for p in &mut net.params[w] {
-                *p = rng.random_range(-limit..limit);
+            let stored = &mut net.params[w];
+            for o in 0..outputs {
+                for i in 0..inputs {
+                    stored[i * outputs + o] = rng.random_range(-limit..limit);
+                }
             }
         }
         net
     }
 
-    /// Builds a network from existing parameters (e.g. loaded from a file).
+    /// Builds a network from existing parameters in the layout of
+    /// [`params`](Self::params) (weights stored `(in, out)`).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// // 2 inputs, 1 output: w = [[3, 4]] (out, in), stored as wᵀ; bias 5.
+    /// let net = Mlp::from_parts(&[2, 1], Activation::Relu, vec![3.0, 4.0, 5.0]).unwrap();
+    /// assert_eq!(net.weight(0).get(0, 1), 4.0);
+    /// ```
     ///
     /// # Errors
     /// A message if `params` does not have the length `sizes` imply.
@@ -155,7 +176,8 @@ impl Mlp {
         }
     }
 
-    /// All parameters, `w₀, b₀, w₁, b₁, …` (each `w` row-major `(out, in)`).
+    /// All parameters, `w₀ᵀ, b₀, w₁ᵀ, b₁, …`: each weight stored as its
+    /// transpose, row-major `(in, out)` (see the module docs); biases as they are.
     pub fn params(&self) -> &[f32] {
         &self.params
     }
@@ -173,10 +195,17 @@ impl Mlp {
         (w.clone(), w.end..w.end + outputs)
     }
 
-    /// Layer `layer`'s weight `(out, in)`.
+    /// Layer `layer`'s weight `(out, in)` (a column-major view of its storage).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[784, 256, 10], Activation::Relu, 7);
+    /// assert_eq!(net.weight(1).shape(), (10, 256));
+    /// ```
     pub fn weight(&self, layer: usize) -> MatRef<'_, f32> {
         let (w, _) = self.layer_ranges(layer);
-        MatRef::from_row_major(&self.params[w], self.sizes[layer + 1], self.sizes[layer])
+        MatRef::from_col_major(&self.params[w], self.sizes[layer + 1], self.sizes[layer])
     }
 
     /// Layer `layer`'s bias.
@@ -291,7 +320,7 @@ impl Mlp {
                 MatRef::from_row_major(dy, batch, outputs),
                 self.activation(layer),
                 Grads {
-                    dw: MatMut::from_row_major(dw, outputs, inputs),
+                    dw: MatMut::from_col_major(dw, outputs, inputs),
                     db: Some(db),
                     dx,
                 },
