@@ -194,7 +194,7 @@ impl Mlp {
         }
         let tensors = SafeTensors::deserialize(bytes)
             .map_err(|e| format!("corrupt safetensors data ({e})"))?;
-        let mut params = Vec::new();
+        let mut net = Mlp::from_parts(&sizes, hidden, vec![0.0; super::param_count(&sizes)])?;
         for l in 0..sizes.len() - 1 {
             for (name, shape) in [
                 (format!("layers.{l}.weight"), vec![sizes[l + 1], sizes[l]]),
@@ -220,20 +220,21 @@ impl Mlp {
                     .data()
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                match shape[..] {
-                    // A weight, (out, in) in the file, is stored (in, out).
-                    [outputs, inputs] => {
-                        let start = params.len();
-                        params.resize(start + outputs * inputs, 0.0);
-                        for (at, v) in values.enumerate() {
-                            let (o, i) = (at / inputs, at % inputs);
-                            params[start + i * outputs + o] = v;
-                        }
+                if let [_, inputs] = shape[..] {
+                    // (out, in) in the file, whatever the storage order.
+                    let mut w = net.weight_mut(l);
+                    for (at, v) in values.enumerate() {
+                        w.set(at / inputs, at % inputs, v);
                     }
-                    _ => params.extend(values),
+                } else {
+                    let (_, b) = net.layer_ranges(l);
+                    net.params[b]
+                        .iter_mut()
+                        .zip(values)
+                        .for_each(|(p, v)| *p = v);
                 }
             }
         }
-        Mlp::from_parts(&sizes, hidden, params)
+        Ok(net)
     }
 }
