@@ -215,12 +215,12 @@ pub fn backward<T: Element>(
         db: db_sum,
         dwt,
     } = workspace;
-    // Every dz entry is written by the pass: only grow, never clear.
-    // Rows at a stride the GEMMs read in place (not a multiple of 4 KiB);
-    // the padding is never read.
+    // Every dz entry is written by the pass: only grow, never clear or
+    // shrink (layers of different widths share the workspace; refilling it
+    // with zeros for each showed in profiles). Rows at a stride the GEMMs
+    // read in place (not a multiple of 4 KiB); the padding is never read.
     let stride = unaliased_row_stride::<T>(outputs).max(1);
-    dz.resize(batch * stride, T::ZERO);
-    dz.truncate(batch * stride);
+    let dz = grown_to(dz, batch * stride);
     db_sum.clear();
     db_sum.resize(outputs, T::ZERO);
     let slope_grad = derivative_pass(act, y, dy, dz, stride, db_sum);
@@ -234,7 +234,7 @@ pub fn backward<T: Element>(
             };
         }
     }
-    let dz_view = MatRef::from_strides(&dz[..], batch, outputs, stride as isize, 1);
+    let dz_view = MatRef::from_strides(dz, batch, outputs, stride as isize, 1);
 
     // dw (out, in) = dzᵀ (out, batch) · x (batch, in), plus λ·w. A sparse x
     // (image pixels) is computed the other way round, dwᵀ = xᵀ·dz, where x is
@@ -245,8 +245,7 @@ pub fn backward<T: Element>(
     if skip && dw.row_stride() != 1 {
         // dwᵀ rows at an unaliased stride too: its C tiles are stored row by row.
         let dwt_stride = unaliased_row_stride::<T>(outputs).max(1);
-        dwt.resize(inputs * dwt_stride, T::ZERO);
-        dwt.truncate(inputs * dwt_stride);
+        let dwt = grown_to(dwt, inputs * dwt_stride);
         let dwt_out = MatMut::from_strides(dwt, inputs, outputs, dwt_stride as isize, 1);
         gemm_fused(
             Isa::selected(),
@@ -318,6 +317,14 @@ pub fn backward<T: Element>(
 
     dx_product(dx, dz_view, w, options.par);
     slope_grad
+}
+
+/// The first `len` values of `buf`, grown (with zeros) if it is shorter; never shrunk.
+fn grown_to<T: Element>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
+    if buf.len() < len {
+        buf.resize(len, T::ZERO);
+    }
+    &mut buf[..len]
 }
 
 /// `dst (cols × rows, row-major) = srcᵀ` for a `rows × cols` `src` with
