@@ -192,7 +192,7 @@ pub fn train(
         let mut ws = MlpWorkspace::new();
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let (mut x, mut labels) = (Vec::new(), Vec::new());
+        let (mut x, mut labels, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         let steps = train.len().div_ceil(config.batch_size);
         let mut running: Option<f64> = None;
         let mut history = Vec::with_capacity(config.epochs);
@@ -206,11 +206,19 @@ pub fn train(
                 if let Some(next) = order.get((step + 1) * config.batch_size..) {
                     train.prefetch_rows(&next[..next.len().min(config.batch_size)]);
                 }
+                // The batch's samples grouped by class: images of one class
+                // share more of their nonzero pixels, so the first layer's
+                // zero-skipping GEMM drops more k steps (MNIST at batch 128:
+                // 45.5% kept instead of 50%). Same batch, same seed: still
+                // deterministic.
+                rows.clear();
+                rows.extend_from_slice(batch);
+                rows.sort_by_key(|&i| train.labels[i]);
                 // Every slot is overwritten: only grow, never clear.
-                x.resize(batch.len() * features, 0.0);
-                train.gather_into(batch, &mut x, config.par);
+                x.resize(rows.len() * features, 0.0);
+                train.gather_into(&rows, &mut x, config.par);
                 labels.clear();
-                labels.extend(batch.iter().map(|&i| train.labels[i] as usize));
+                labels.extend(rows.iter().map(|&i| train.labels[i] as usize));
                 let stats = net.gradients(
                     MatRef::from_row_major(&x, batch.len(), features),
                     &labels,
