@@ -7,8 +7,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::data::Dataset;
-use crate::gemm::{MatRef, Par};
+use crate::data::{Dataset, strip_order};
+use crate::dense::SKIPS_ZEROS_MIN_WIDTH;
+use crate::gemm::{Isa, MatRef, Par, f32_sliver_rows};
 use crate::loss::cross_entropy_row;
 use crate::mlp::{Mlp, MlpWorkspace, argmax_rows};
 use crate::optim::{Optimizer, Schedule};
@@ -60,7 +61,8 @@ pub struct EpochMetrics {
     pub test_accuracy: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f32,
-    /// Seconds spent training this epoch (evaluation excluded).
+    /// Seconds spent training this epoch (evaluation excluded; the first
+    /// epoch includes arranging the data, see [`train`]).
     pub train_seconds: f64,
     /// Seconds spent evaluating after this epoch.
     pub eval_seconds: f64,
@@ -152,6 +154,13 @@ pub fn evaluate(
 
 /// Trains `net` with `optimizer`, evaluating on `test` after each epoch.
 ///
+/// Images (data sets with an `image_shape`) train with their pixels
+/// rearranged into compact tiles and the network's inputs reordered to
+/// match, which makes the first layer's sparse weight gradient cheaper (see
+/// [`strip_order`]); the network is handed back in the data's own input
+/// order. Sums then run in the tiled order, so the weights differ from
+/// training in the original order by rounding.
+///
 /// Deterministic: the same seed gives bitwise-identical weights and metrics
 /// (timings aside) for any thread count. The loop, `progress` calls
 /// included, runs on a thread of the pool `config.par` names.
@@ -187,6 +196,61 @@ pub fn train(
     // handing it to the pool and waiting (784-256-10 at batch 128: about
     // 15% faster per epoch on two threads).
     config.par.install(|| {
+        let started = Instant::now();
+        let Some(order) = pixel_order(net, train, test) else {
+            return run_epochs(net, optimizer, train, test, config, &mut progress, 0.0);
+        };
+        // Train on the pixels in compact tiles, then give the weights back
+        // in the data's own order (also after a divergence).
+        let (train, test) = (
+            train.with_feature_order(&order),
+            test.with_feature_order(&order),
+        );
+        net.reorder_inputs(&order);
+        let setup_seconds = started.elapsed().as_secs_f64();
+        let result = run_epochs(
+            net,
+            optimizer,
+            &train,
+            &test,
+            config,
+            &mut progress,
+            setup_seconds,
+        );
+        let mut inverse = vec![0; order.len()];
+        for (j, &from) in order.iter().enumerate() {
+            inverse[from] = j;
+        }
+        net.reorder_inputs(&inverse);
+        result
+    })
+}
+
+/// The order [`train`] gives image pixels, if any: strips a third of a
+/// kernel sliver tall (see [`strip_order`]; 4 rows on AVX-512, whose 12-row
+/// slivers then cover 4 × 3 tiles, 2 on AVX2), when the first layer is wide
+/// enough to skip zero pixels at all. MNIST, 784-256-10 at batch 128: the
+/// weight gradient keeps 34% of its k steps instead of 49%.
+fn pixel_order(net: &Mlp, train: &Dataset, test: &Dataset) -> Option<Vec<usize>> {
+    let (rows, cols) = train.image_shape.filter(|&s| test.image_shape == Some(s))?;
+    let band = f32_sliver_rows(Isa::selected()) / 3;
+    (net.sizes()[1] >= SKIPS_ZEROS_MIN_WIDTH && band >= 2 && rows * cols == train.feature_count)
+        .then(|| strip_order(rows, cols, band))
+}
+
+/// The epochs of [`train`], on data in the order the network expects;
+/// `setup_seconds` (arranging the data) counts towards the first epoch.
+fn run_epochs(
+    net: &mut Mlp,
+    optimizer: &Optimizer,
+    train: &Dataset,
+    test: &Dataset,
+    config: &TrainConfig,
+    progress: &mut impl FnMut(Progress<'_>),
+    setup_seconds: f64,
+) -> Result<Vec<EpochMetrics>, TrainError> {
+    let features = train.feature_count;
+    {
         let mut state = optimizer.state(net.params().len());
         let mut grads = vec![0.0f32; net.params().len()];
         let mut ws = MlpWorkspace::new();
@@ -252,7 +316,8 @@ pub fn train(
                     running_loss: q,
                 });
             }
-            let train_seconds = started.elapsed().as_secs_f64();
+            let train_seconds =
+                started.elapsed().as_secs_f64() + if epoch == 1 { setup_seconds } else { 0.0 };
             let eval_started = Instant::now();
             let (test_loss, test_accuracy) = evaluate(net, test, config.par, &mut ws, None);
             let metrics = EpochMetrics {
@@ -270,5 +335,5 @@ pub fn train(
             history.push(metrics);
         }
         Ok(history)
-    })
+    }
 }

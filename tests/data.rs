@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use densekit::data::idx::{DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_idx};
-use densekit::data::{MNIST_FILES, load_mnist};
+use densekit::data::{Dataset, MNIST_FILES, load_mnist, strip_order};
 
 fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
     let mut bytes = magic.to_be_bytes().to_vec();
@@ -156,6 +156,7 @@ fn mnist_layout_loads_and_is_validated() {
         (3, 2, 4)
     );
     assert_eq!(mnist.train.pixels[..4], [0, 37, 74, 111]);
+    assert_eq!(mnist.train.image_shape, Some((2, 2)));
 
     std::fs::write(
         dir.join("t10k-labels-idx1-ubyte.gz"),
@@ -208,6 +209,7 @@ fn features_are_exactly_pixel_over_255() {
         pixels: (0..=255u8).collect(),
         labels: vec![0; 4],
         feature_count: 64,
+        image_shape: None,
     };
     let mut x = vec![-1.0];
     data.gather(&[3, 0], &mut x);
@@ -228,6 +230,7 @@ fn features_are_exactly_pixel_over_255() {
         pixels: (0..=255u8).rev().chain(0..=4).collect(),
         labels: vec![0; 7],
         feature_count: 37,
+        image_shape: None,
     };
     let mut x = Vec::new();
     data.gather(&[6, 0, 3], &mut x);
@@ -251,6 +254,7 @@ fn gather_into_matches_gather_on_any_thread_count() {
         pixels: (0..300 * 37).map(|i| (i * 7 % 256) as u8).collect(),
         labels: vec![0; 300],
         feature_count: 37,
+        image_shape: None,
     };
     // Enough rows for the threaded path (and an odd count, so bands differ).
     let rows: Vec<usize> = (0..4001).map(|i| i * 13 % 300).collect();
@@ -277,6 +281,59 @@ fn gather_into_rejects_a_wrong_output_length() {
         pixels: vec![0; 2 * 37],
         labels: vec![0; 2],
         feature_count: 37,
+        image_shape: None,
     };
     data.gather_into(&[0, 1], &mut [0.0; 73], Par::Seq);
+}
+
+/// Strip orders are permutations for any shape and band, cover each strip
+/// column by column, and reorder every sample's features the same way.
+#[test]
+fn strip_orders_permute_the_pixels() {
+    for (rows, cols) in [(1, 1), (3, 5), (7, 6), (28, 28), (5, 1)] {
+        for band in 1..=6 {
+            let order = strip_order(rows, cols, band);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                (0..rows * cols).collect::<Vec<_>>(),
+                "{rows}×{cols} band {band}"
+            );
+        }
+    }
+    // 4 × 3 tiles of a 28-wide image: pixels (0..4, 0..3), row-major indices.
+    assert_eq!(
+        strip_order(28, 28, 4)[..12],
+        [0, 28, 56, 84, 1, 29, 57, 85, 2, 30, 58, 86]
+    );
+    assert_eq!(strip_order(4, 4, 1), (0..16).collect::<Vec<_>>());
+
+    let data = Dataset {
+        pixels: (0..24).collect(),
+        labels: vec![0, 1],
+        feature_count: 12,
+        image_shape: Some((3, 4)),
+    };
+    let order = strip_order(3, 4, 2);
+    let tiled = data.with_feature_order(&order);
+    assert_eq!(tiled.image_shape, None);
+    assert_eq!(tiled.labels, data.labels);
+    for (s, row) in tiled.pixels.chunks(12).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            assert_eq!(v as usize, s * 12 + order[j]);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "permutation")]
+fn feature_order_must_be_a_permutation() {
+    let data = Dataset {
+        pixels: vec![0; 6],
+        labels: vec![0, 0],
+        feature_count: 3,
+        image_shape: None,
+    };
+    data.with_feature_order(&[0, 1, 1]);
 }

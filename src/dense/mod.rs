@@ -374,6 +374,10 @@ fn dx_product<T: Element>(
     }
 }
 
+/// Layers narrower than this never skip zeros: they lose more to the fixed
+/// orientation than they skip.
+pub(crate) const SKIPS_ZEROS_MIN_WIDTH: usize = 64;
+
 /// Whether a layer GEMM whose A operand is `a` (or its transpose) and whose
 /// other operand is `width` wide should drop A's all-zero columns: when `a`
 /// is mostly exact zeros, judged from its first rows, and `width` is large
@@ -389,9 +393,7 @@ fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
     const PROBE_ROWS: usize = 12;
     /// Elementwise zero fraction from which dropping pays for its scan.
     const MIN_ZERO_FRACTION: f64 = 0.6;
-    /// Narrower products lose more to the fixed orientation than they skip.
-    const MIN_WIDTH: usize = 64;
-    if width < MIN_WIDTH {
+    if width < SKIPS_ZEROS_MIN_WIDTH {
         return false;
     }
     let (mut zeros, mut seen) = (0, 0);

@@ -31,6 +31,12 @@ use driver::{Epilogue, Operand};
 use pack::SharedPtr;
 pub(crate) use pack::transpose_padded;
 
+/// Rows of A in one packed sliver of the f32 kernel for `isa` (its MR): the
+/// rows whose all-zero columns a zero-skipping product drops together.
+pub(crate) fn f32_sliver_rows(isa: Isa) -> usize {
+    <f32 as Element>::kernel(isa).map_or(1, |k| k.mr)
+}
+
 /// What happens to the previous contents of C.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Accum<T> {

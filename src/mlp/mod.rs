@@ -230,6 +230,42 @@ impl Mlp {
         weight_view_mut(&mut self.params[w], layer, shape)
     }
 
+    /// Reorders the network's inputs: afterwards input `j` is what input
+    /// `order[j]` was, so the network gives the same outputs on data
+    /// reordered by [`Dataset::with_feature_order`](crate::data::Dataset::with_feature_order)
+    /// (up to rounding: sums run in the new order).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let mut net = Mlp::new(&[3, 4, 2], Activation::Relu, 1);
+    /// let before = net.weight(0).get(1, 2);
+    /// net.reorder_inputs(&[2, 0, 1]);
+    /// assert_eq!(net.weight(0).get(1, 0), before);
+    /// ```
+    ///
+    /// # Panics
+    /// If `order` is not a permutation of `0..sizes[0]`.
+    #[track_caller]
+    pub fn reorder_inputs(&mut self, order: &[usize]) {
+        let inputs = self.sizes[0];
+        assert!(
+            crate::data::is_permutation(order, inputs),
+            "Mlp::reorder_inputs: the order must be a permutation of 0..{inputs}"
+        );
+        let outputs = self.sizes[1];
+        let w = self.weight(0);
+        let old: Vec<f32> = (0..outputs)
+            .flat_map(|o| (0..inputs).map(move |i| w.get(o, i)))
+            .collect();
+        let mut w = self.weight_mut(0);
+        for (j, &from) in order.iter().enumerate() {
+            for o in 0..outputs {
+                w.set(o, j, old[o * inputs + from]);
+            }
+        }
+    }
+
     /// Layer `layer`'s bias.
     pub fn bias(&self, layer: usize) -> &[f32] {
         let (_, b) = self.layer_ranges(layer);
