@@ -1,8 +1,9 @@
 //! One training step (forward, backward, Adam update) of the MNIST models,
 //! in samples/s; effective GFLOP/s = samples/s × 6·params / 1e9. Each model
 //! runs on synthetic inputs without zeros and (`_mnist`) on real MNIST
-//! batches, whose zero pixels the first layer skips. The steps run inside
-//! `Par::install`, as the trainer's loop does.
+//! batches, whose zero pixels the first layer skips, with the pixels in the
+//! tiled order the trainer uses (`densekit::train::pixel_order`). The steps
+//! run inside `Par::install`, as the trainer's loop does.
 //!
 //! ```text
 //! cargo bench --bench train
@@ -18,6 +19,7 @@ use densekit::data::load_mnist;
 use densekit::gemm::{MatRef, Par};
 use densekit::mlp::{Mlp, MlpWorkspace};
 use densekit::optim::{Adam, Optimizer};
+use densekit::train::pixel_order;
 
 fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
@@ -41,9 +43,20 @@ fn step(c: &mut Criterion) {
             let mut grads = vec![0.0f32; net.params().len()];
             let mut ws = MlpWorkspace::new();
             let (x, labels): (Vec<f32>, Vec<usize>) = if real {
-                let mut x = Vec::new();
-                mnist.train.gather_range(0..batch, &mut x);
-                let labels = mnist.train.labels[..batch].iter().map(|&l| l as usize);
+                // As the trainer arranges a batch: pixels tiled, samples
+                // grouped by class.
+                let data = match pixel_order(&net, &mnist.train) {
+                    Some(order) => {
+                        net.reorder_inputs(&order);
+                        mnist.train.with_feature_order(&order)
+                    }
+                    None => mnist.train.clone(),
+                };
+                let mut rows: Vec<usize> = (0..batch).collect();
+                rows.sort_by_key(|&r| data.labels[r]);
+                let mut x = vec![0.0; batch * 784];
+                data.gather_into(&rows, &mut x, Par::Seq);
+                let labels = rows.iter().map(|&r| data.labels[r] as usize);
                 (x, labels.collect())
             } else {
                 let x = (0..batch * 784).map(|i| (i % 251) as f32 / 251.0);

@@ -16,6 +16,7 @@ use densekit::data::load_mnist;
 use densekit::gemm::MatRef;
 use densekit::mlp::{Mlp, MlpWorkspace};
 use densekit::optim::{Adam, Optimizer};
+use densekit::train::pixel_order;
 
 const BATCH: usize = 128;
 const STEPS: usize = 1500;
@@ -30,12 +31,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mnist = load_mnist(&dir)?;
     let features = mnist.train.feature_count;
     let mut net = Mlp::new(&[features, 256, 10], Activation::Relu, 1);
+    // As the trainer arranges the data: pixels in tiles, batches grouped by class.
+    let train = match pixel_order(&net, &mnist.train) {
+        Some(order) => {
+            net.reorder_inputs(&order);
+            mnist.train.with_feature_order(&order)
+        }
+        None => mnist.train.clone(),
+    };
     let optimizer = Optimizer::Adam(Adam::default());
     // Batch `step`: BATCH rows spread over the training set.
     let rows = |step: usize| -> Vec<usize> {
-        (0..BATCH)
-            .map(|i| (step * 7919 + i * 104_729) % mnist.train.len())
-            .collect()
+        let mut rows: Vec<usize> = (0..BATCH)
+            .map(|i| (step * 7919 + i * 104_729) % train.len())
+            .collect();
+        rows.sort_by_key(|&r| train.labels[r]);
+        rows
     };
     let phases = ["gather", "forward", "forward+backward", "update"];
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(STEPS); phases.len()];
@@ -46,14 +57,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut x = vec![0.0f32; BATCH * features];
         for step in 0..STEPS {
             let batch = rows(step);
-            let labels: Vec<usize> = batch
-                .iter()
-                .map(|&r| mnist.train.labels[r] as usize)
-                .collect();
+            let labels: Vec<usize> = batch.iter().map(|&r| train.labels[r] as usize).collect();
             // As the trainer does: the next batch's rows load while this one trains.
-            mnist.train.prefetch_rows(&rows(step + 1));
+            train.prefetch_rows(&rows(step + 1));
             let t0 = Instant::now();
-            mnist.train.gather_into(&batch, &mut x, par);
+            train.gather_into(&batch, &mut x, par);
             let t1 = Instant::now();
             let input = MatRef::from_row_major(&x, BATCH, features);
             net.forward(input, &mut ws, par);

@@ -197,7 +197,8 @@ pub fn train(
     // 15% faster per epoch on two threads).
     config.par.install(|| {
         let started = Instant::now();
-        let Some(order) = pixel_order(net, train, test) else {
+        let order = pixel_order(net, train).filter(|_| test.image_shape == train.image_shape);
+        let Some(order) = order else {
             return run_epochs(net, optimizer, train, test, config, &mut progress, 0.0);
         };
         // Train on the pixels in compact tiles, then give the weights back
@@ -226,15 +227,28 @@ pub fn train(
     })
 }
 
-/// The order [`train`] gives image pixels, if any: strips a third of a
-/// kernel sliver tall (see [`strip_order`]; 4 rows on AVX-512, whose 12-row
-/// slivers then cover 4 × 3 tiles, 2 on AVX2), when the first layer is wide
-/// enough to skip zero pixels at all. MNIST, 784-256-10 at batch 128: the
-/// weight gradient keeps 34% of its k steps instead of 49%.
-fn pixel_order(net: &Mlp, train: &Dataset, test: &Dataset) -> Option<Vec<usize>> {
-    let (rows, cols) = train.image_shape.filter(|&s| test.image_shape == Some(s))?;
+/// The order in which [`train`] gives `net` the pixels of `data`, if it
+/// rearranges them: strips a third of a kernel sliver tall (see
+/// [`strip_order`]; 4 rows on AVX-512, whose 12-pixel slivers then cover
+/// 4 × 3 tiles, 2 on AVX2), for images and a first layer wide enough to skip
+/// zero pixels at all. MNIST, 784-256-10 at batch 128: the weight gradient
+/// keeps 34% of its k steps instead of 49%.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::train::pixel_order;
+/// let images = Dataset { pixels: vec![0; 2 * 784], labels: vec![0, 1],
+///                        feature_count: 784, image_shape: Some((28, 28)) };
+/// let order = pixel_order(&Mlp::new(&[784, 256, 10], Activation::Relu, 1), &images);
+/// // The lecture's single softmax layer is too narrow to skip zeros.
+/// assert!(pixel_order(&Mlp::new(&[784, 10], Activation::Relu, 1), &images).is_none());
+/// ```
+pub fn pixel_order(net: &Mlp, data: &Dataset) -> Option<Vec<usize>> {
+    let (rows, cols) = data.image_shape?;
     let band = f32_sliver_rows(Isa::selected()) / 3;
-    (net.sizes()[1] >= SKIPS_ZEROS_MIN_WIDTH && band >= 2 && rows * cols == train.feature_count)
+    (net.sizes()[1] >= SKIPS_ZEROS_MIN_WIDTH && band >= 2 && rows * cols == data.feature_count)
         .then(|| strip_order(rows, cols, band))
 }
 
