@@ -409,3 +409,42 @@ fn vectorized_adam_matches_a_scalar_loop_bit_for_bit() {
             .all(|(a, b)| a.to_bits() == b.to_bits())
     );
 }
+
+/// A momentum buffer whose gradient stopped decays through the subnormal
+/// range; it is flushed to zero there (subnormal arithmetic is slow) and the
+/// weights stay bit for bit those of the unflushed rule.
+#[test]
+fn decaying_momentum_is_flushed_not_subnormal() {
+    for opt in [
+        Optimizer::Sgd(Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            ..Sgd::default()
+        }),
+        Optimizer::Adam(Adam::default()),
+    ] {
+        let mut params = [1.0f32, 0.5];
+        let mut state = opt.state(2);
+        let (mut reference, mut buf) = ([1.0f32, 0.5], [0.0f32; 2]);
+        for step in 0..900 {
+            let grads = if step == 0 { [1.0, -0.25] } else { [0.0, 0.0] };
+            opt.update(&mut state, &mut params, &grads, opt.lr(), Par::Seq);
+            if let Optimizer::Sgd(_) = opt {
+                for i in 0..2 {
+                    buf[i] = if step == 0 {
+                        grads[i]
+                    } else {
+                        0.9 * buf[i] + grads[i]
+                    };
+                    reference[i] -= 0.1 * buf[i];
+                }
+            }
+        }
+        let (first, _) = state.buffers();
+        // Unflushed, 0.9^899 would leave subnormals here (about 1e-41).
+        assert_eq!(first, [0.0, 0.0], "{opt:?}");
+        if let Optimizer::Sgd(_) = opt {
+            assert_eq!(params.map(f32::to_bits), reference.map(f32::to_bits));
+        }
+    }
+}

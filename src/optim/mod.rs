@@ -258,7 +258,7 @@ impl Optimizer {
                     let first_step = t == 1;
                     for ((p, &g), buf) in params.iter_mut().zip(grads).zip(first.iter_mut()) {
                         let g = g + wd * *p;
-                        *buf = if first_step { g } else { mu * *buf + g };
+                        *buf = flush_subnormal(if first_step { g } else { mu * *buf + g });
                         let step = if o.nesterov { g + mu * *buf } else { *buf };
                         *p -= lr * step + lr * dwd * *p;
                     }
@@ -279,7 +279,7 @@ impl Optimizer {
                     // Without weight decay (the default) the decay terms are
                     // exact no-ops on finite weights: skip their arithmetic.
                     for (((p, &g), m), v) in moments {
-                        *m = b1 * *m + (1.0 - b1) * g;
+                        *m = flush_subnormal(b1 * *m + (1.0 - b1) * g);
                         *v = b2 * *v + (1.0 - b2) * g * g;
                         *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
                     }
@@ -287,7 +287,7 @@ impl Optimizer {
                     for (((p, &g), m), v) in moments {
                         *p -= lr * dwd * *p;
                         let g = g + wd * *p;
-                        *m = b1 * *m + (1.0 - b1) * g;
+                        *m = flush_subnormal(b1 * *m + (1.0 - b1) * g);
                         *v = b2 * *v + (1.0 - b2) * g * g;
                         *p -= step_size * *m / (v.sqrt() * inv_sqrt_c2 + o.eps);
                     }
@@ -308,7 +308,7 @@ impl Optimizer {
                         scaled
                     } else {
                         let buf = &mut second[i];
-                        *buf = mu * *buf + scaled;
+                        *buf = flush_subnormal(mu * *buf + scaled);
                         *buf
                     };
                     *p -= lr * step + lr * dwd * *p;
@@ -316,6 +316,22 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// `x`, or zero if `x` is subnormal: applied to the buffers whose value is
+/// a step (momentum, Adam's first moment).
+///
+/// Why: once a parameter's gradient stops (a dead unit, an always-black
+/// pixel), these buffers decay geometrically and would spend about 150
+/// steps as subnormals, where every operation on them costs x86 CPUs a
+/// microcode assist: 784-256-10 at batch 32 on one thread, the Adam update
+/// slowed from 68 to 122 µs after 1000 steps. A subnormal buffer moves its
+/// weight by at most `lr · 1.2e-38` (momentum) or about `1e-29 · lr` (Adam
+/// at its default `eps`), below the precision of any normal weight, so
+/// flushing it leaves the weights as they would be.
+#[inline(always)]
+fn flush_subnormal(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE { 0.0 } else { x }
 }
 
 /// One chunk of an update: parameters, gradients and both moment buffers.
@@ -336,6 +352,24 @@ pub struct OptimizerState {
     pub step: u64,
     first: Vec<f32>,
     second: Vec<f32>,
+}
+
+impl OptimizerState {
+    /// The two per-parameter buffers: SGD's momentum and an unused one;
+    /// Adam's first and second moments; RMSprop's squared-gradient average
+    /// and momentum. Buffers that act as steps are kept free of subnormals
+    /// (see the update).
+    ///
+    /// ```
+    /// use densekit::optim::{Optimizer, Sgd};
+    /// let opt = Optimizer::Sgd(Sgd { lr: 0.1, momentum: 0.9, ..Sgd::default() });
+    /// let (mut params, mut state) = ([1.0f32], opt.state(1));
+    /// opt.update(&mut state, &mut params, &[2.0], opt.lr(), densekit::gemm::Par::Seq);
+    /// assert_eq!(state.buffers().0, [2.0]);
+    /// ```
+    pub fn buffers(&self) -> (&[f32], &[f32]) {
+        (&self.first, &self.second)
+    }
 }
 
 /// How the learning rate changes over epochs.
