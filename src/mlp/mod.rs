@@ -8,7 +8,7 @@
 //!
 //! # Storage order of the weights
 //! A first layer at least 64 wide (wide enough to skip zero inputs, see
-//! [`dense`](crate::dense)) stores its weight as its transpose, `(in, out)`
+//! [`dense`](mod@crate::dense)) stores its weight as its transpose, `(in, out)`
 //! row-major (the `(out, in)` matrix column-major); every other layer
 //! row-major `(out, in)`. Each layer gets the order its GEMMs read without
 //! copying:
