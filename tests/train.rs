@@ -451,3 +451,37 @@ fn decaying_momentum_is_flushed_not_subnormal() {
         }
     }
 }
+
+/// Metadata claiming a huge network over small tensors is an error naming
+/// the mismatch, found before anything of the claimed size is allocated.
+#[test]
+fn huge_sizes_in_metadata_are_rejected_without_allocating() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let w = vec![0u8; 4 * 2 * 3];
+    let b = vec![0u8; 4 * 2];
+    let tensors = [
+        (
+            "layers.0.weight",
+            TensorView::new(Dtype::F32, vec![2, 3], &w).unwrap(),
+        ),
+        (
+            "layers.0.bias",
+            TensorView::new(Dtype::F32, vec![2], &b).unwrap(),
+        ),
+    ];
+    let metadata = std::collections::HashMap::from([
+        ("format".to_string(), "densekit-mlp".to_string()),
+        (
+            "sizes".to_string(),
+            "4000000000000,4000000000000".to_string(),
+        ),
+        ("hidden_activation".to_string(), "relu".to_string()),
+        ("normalization".to_string(), "pixel/255".to_string()),
+    ]);
+    let bytes = safetensors::serialize(tensors, Some(metadata)).unwrap();
+    let err = Mlp::from_safetensors(&bytes).unwrap_err();
+    assert!(
+        err.contains("layers.0.weight") && err.contains("shape"),
+        "{err}"
+    );
+}

@@ -194,7 +194,9 @@ impl Mlp {
         }
         let tensors = SafeTensors::deserialize(bytes)
             .map_err(|e| format!("corrupt safetensors data ({e})"))?;
-        let mut net = Mlp::from_parts(&sizes, hidden, vec![0.0; super::param_count(&sizes)])?;
+        // Every tensor is checked before anything is allocated: the sizes in
+        // the metadata are only trusted once the file holds data that large.
+        let mut views = Vec::with_capacity(2 * (sizes.len() - 1));
         for l in 0..sizes.len() - 1 {
             for (name, shape) in [
                 (format!("layers.{l}.weight"), vec![sizes[l + 1], sizes[l]]),
@@ -215,26 +217,31 @@ impl Mlp {
                         view.shape()
                     ));
                 }
-                // Copied byte-wise: the data need not be aligned for f32.
-                let values = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                if let [_, inputs] = shape[..] {
-                    // (out, in) in the file, whatever the storage order.
-                    let mut w = net.weight_mut(l);
-                    for (at, v) in values.enumerate() {
-                        w.set(at / inputs, at % inputs, v);
-                    }
-                } else {
-                    let (_, b) = net.layer_ranges(l);
-                    net.params[b]
-                        .iter_mut()
-                        .zip(values)
-                        .for_each(|(p, v)| *p = v);
-                }
+                views.push(view);
+            }
+        }
+        let count = views.iter().map(|v| v.data().len() / 4).sum();
+        let mut net = Mlp::from_parts(&sizes, hidden, vec![0.0; count])?;
+        for (l, pair) in views.chunks_exact(2).enumerate() {
+            // The weight is (out, in) in the file, whatever the storage order.
+            let inputs = sizes[l];
+            let mut w = net.weight_mut(l);
+            for (at, v) in le_f32s(pair[0].data()).enumerate() {
+                w.set(at / inputs, at % inputs, v);
+            }
+            let (_, b) = net.layer_ranges(l);
+            for (p, v) in net.params[b].iter_mut().zip(le_f32s(pair[1].data())) {
+                *p = v;
             }
         }
         Ok(net)
     }
+}
+
+/// Little-endian f32 values, read byte-wise: tensor data need not be
+/// aligned for f32.
+fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
