@@ -77,7 +77,8 @@ impl Mlp {
         // Weights in PyTorch's (out, in) order, whatever the storage order.
         let bytes: Vec<Vec<u8>> = (0..self.layers())
             .flat_map(|l| {
-                let (w, (outputs, inputs)) = (self.weight(l), self.weight(l).shape());
+                let w = self.weight(l);
+                let (outputs, inputs) = w.shape();
                 let weight = (0..outputs)
                     .flat_map(|o| (0..inputs).map(move |i| w.get(o, i)))
                     .flat_map(f32::to_le_bytes)
