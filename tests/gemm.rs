@@ -303,7 +303,7 @@ fn every_alpha_beta_and_layout_pair() {
 }
 
 /// Shapes at the blocking boundaries: k around KC, m around MC, n around NC,
-/// primes, and a larger odd shape.
+/// primes, a larger odd shape, and B rows a multiple of 4 KiB apart.
 #[test]
 fn blocking_boundaries_and_primes() {
     let shapes: &[(usize, usize, usize)] = &[
@@ -336,6 +336,11 @@ fn blocking_boundaries_and_primes() {
         (97, 89, 101),
         (31, 37, 41),
         (266, 267, 265),
+        // Row-major B rows 4 KiB apart (f32 at n = 1024, f64 at 512): read
+        // in place for few rows of A on some kernels, packed for more.
+        (29, 33, 1024),
+        (131, 9, 1024),
+        (29, 33, 512),
     ];
     let layouts = [
         [Layout::RowMajor, Layout::RowMajor, Layout::RowMajor],

@@ -91,12 +91,18 @@ pub(crate) fn unaliased_row_stride<T>(cols: usize) -> usize {
 }
 
 /// Whether `kernel` reads B in place for a product with `m` rows: contiguous
-/// along its columns, few enough rows that a pack would not pay for itself
-/// on this kernel (see [`Kernel::b_in_place_max_rows`]), and rows not a
-/// multiple of 4 KiB apart (which would map every k step to the same L1 sets).
+/// along its columns, and few enough rows that a pack would not pay for
+/// itself on this kernel (see [`Kernel::b_in_place_max_rows`]; a tighter
+/// limit, [`Kernel::aliased_b_in_place_max_rows`], where B's rows are a
+/// multiple of 4 KiB apart and so map every k step to the same L1 sets).
 fn reads_b_in_place<T: Element, P>(kernel: &Kernel<T>, b: &Operand<P>, m: usize) -> bool {
     let aliasing = (b.rs.unsigned_abs() * size_of::<T>()).is_multiple_of(L1_ALIASING_STRIDE);
-    b.cs == 1 && m <= kernel.b_in_place_max_rows && !aliasing
+    let max_rows = if aliasing {
+        kernel.aliased_b_in_place_max_rows
+    } else {
+        kernel.b_in_place_max_rows
+    };
+    b.cs == 1 && m <= max_rows
 }
 
 /// How the kernel reads the blocks of A.

@@ -332,6 +332,7 @@ unsafe fn pack_sliver_any<T: Element>(
 /// The rows of sliver `s` when `mc` rows are split into `⌈mc/mr⌉` slivers
 /// as evenly as possible, as `(first row, rows)`: 32 rows with `mr = 6` are
 /// 6, 6, 5, 5, 5, 5, so the last sliver is not a 2-row straggler.
+#[inline]
 pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
     let slivers = mc.div_ceil(mr);
     let (base, extra) = (mc / slivers, mc % slivers);

@@ -11,7 +11,8 @@
 //! With 24 FMAs per two B loads the tile hides B rows streaming from L2 at
 //! any stride, so a row-contiguous B is read in place whatever the number
 //! of rows (packing it cost 8% at 128×256×784; reading it in place runs at
-//! 97% of peak there).
+//! 97% of peak there), and up to [`ALIASED_B_IN_PLACE_MAX_ROWS`] rows even
+//! when B's rows are a multiple of 4 KiB apart.
 //!
 //! Products with few columns (an output layer's n = 10) would waste most of
 //! a 32-wide tile, so each kernel carries a one-vector-wide twin (12×16 for
@@ -44,9 +45,20 @@ const KC_F64: usize = 1024;
 /// stream from there at 128 bytes per 24 FMAs (2048³ runs at 93% of peak).
 const NC: usize = 4064;
 
+/// Products with at most this many rows read B in place even when its rows
+/// are a multiple of 4 KiB apart (a 1024-wide f32 matrix). Each tile then
+/// streams its B sliver from L2 again, but with few rows of A a packed B
+/// value would feed only a few tiles, and the pass over B costs more. Best
+/// of 7 interleaved rounds, packed → in place, GFLOP/s: 32×1024×1024 83–87
+/// → 102–110, 64×1024×1024 96–97 → 102–110, 128×1024×1024 98–103 →
+/// 100–110; 256×1024×1024 (106 → 97–100) and 512×1024×1024 (102–108 →
+/// 92–94) lose. (The AVX2 tile, with half the FMAs per B load, loses at
+/// 32 and 64 rows, 68–72 → 57 GFLOP/s, and keeps packing.)
+const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 128;
+
 /// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide, with `MC × KC`
 /// blocking: every row count from 1 to MR, B read in place whenever it has
-/// contiguous rows.
+/// contiguous rows (aliasing ones for few rows of A).
 macro_rules! avx512_kernel {
     ($v:ty, $nv:literal, $mc:expr, $kc:expr) => {
         Kernel::new(
@@ -55,7 +67,7 @@ macro_rules! avx512_kernel {
             [$mc, $kc, NC],
             &tiles_by_rows!(tile::<$v, $nv>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
         )
-        .reading_b_in_place_up_to(usize::MAX)
+        .reading_b_in_place_up_to(usize::MAX, ALIASED_B_IN_PLACE_MAX_ROWS)
     };
 }
 

@@ -125,6 +125,10 @@ pub struct Kernel<T: 'static> {
     /// Products with at most this many rows read a row-contiguous B in
     /// place rather than packing it (see [`Kernel::reading_b_in_place_up_to`]).
     pub(crate) b_in_place_max_rows: usize,
+    /// The same limit for a B whose rows are a multiple of 4 KiB apart: all
+    /// its rows share a few L1 sets, so every tile streams its B sliver
+    /// from L2 again (none by default).
+    pub(crate) aliased_b_in_place_max_rows: usize,
 }
 
 /// Default for [`Kernel::b_in_place_max_rows`]: with few rows of A to share
@@ -154,16 +158,19 @@ impl<T: Element> Kernel<T> {
             tiles,
             narrow: None,
             b_in_place_max_rows: B_IN_PLACE_MAX_ROWS,
+            aliased_b_in_place_max_rows: 0,
         }
     }
 
     /// This kernel, reading a row-contiguous B in place for products of up
-    /// to `rows` rows: right for kernels whose FMAs per B load are high
-    /// enough to hide strided B rows streaming from L2.
+    /// to `rows` rows (`aliased_rows` when B's rows are a multiple of 4 KiB
+    /// apart): right for kernels whose FMAs per B load are high enough to
+    /// hide strided B rows streaming from L2.
     #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
-    pub(crate) const fn reading_b_in_place_up_to(self, rows: usize) -> Self {
+    pub(crate) const fn reading_b_in_place_up_to(self, rows: usize, aliased_rows: usize) -> Self {
         Kernel {
             b_in_place_max_rows: rows,
+            aliased_b_in_place_max_rows: aliased_rows,
             ..self
         }
     }
