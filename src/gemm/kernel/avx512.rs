@@ -52,7 +52,8 @@ const NC: usize = 4064;
 /// of 7 interleaved rounds, packed → in place, GFLOP/s: 32×1024×1024 83–87
 /// → 102–110, 64×1024×1024 96–97 → 102–110, 128×1024×1024 98–103 →
 /// 100–110; 256×1024×1024 (106 → 97–100) and 512×1024×1024 (102–108 →
-/// 92–94) lose. (The AVX2 tile, with half the FMAs per B load, loses at
+/// 92–94) lose. f64 gains alike: 32×512×512 41–43 → 55, 128×512×512
+/// 50–52 → 55.5. (The AVX2 tile, with half the FMAs per B load, loses at
 /// 32 and 64 rows, 68–72 → 57 GFLOP/s, and keeps packing.)
 const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 128;
 
