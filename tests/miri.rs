@@ -3,15 +3,37 @@
 //!
 //! ```text
 //! cargo +nightly miri test --test miri
+//! RUSTFLAGS="-C target-feature=+avx2,+fma" cargo +nightly miri test --test miri
+//! RUSTFLAGS="-C target-feature=+avx2,+fma,+avx512f" cargo +nightly miri test --test miri -- --skip dense
 //! ```
 //!
-//! Under Miri no SIMD feature is detected, so the portable kernel runs; the
-//! packing, driver, views and raw entry points are the same code on every ISA.
-//! Outside Miri these run as ordinary (fast) tests.
+//! Under Miri a SIMD path runs only where its target features are enabled at
+//! compile time (then `Isa::available` reports it), so `.ci/run` runs this
+//! suite three times: portable, with AVX2 + FMA, and with AVX-512F. Miri
+//! lacks some AVX-512 intrinsics the activation epilogue uses (`vmaxps` on
+//! zmm), so the AVX-512 run covers the GEMM tests; the dense kernels' tile
+//! body is the same generic code as on AVX2. Outside Miri these run as
+//! ordinary (fast) tests.
 
 use densekit::activation::Activation;
 use densekit::dense::{self, BackwardOptions, Grads, Workspace};
 use densekit::gemm::{Accum, Isa, MatMut, MatRef, Par, gemm_with_isa, reference};
+
+/// The SIMD paths compiled in by `RUSTFLAGS` must really run (Miri detects
+/// a feature only when it is enabled at compile time): otherwise a run meant
+/// for AVX2 would silently test the portable kernel again.
+#[test]
+fn simd_paths_enabled_at_compile_time_are_available() {
+    let avx2 = cfg!(all(target_feature = "avx2", target_feature = "fma"));
+    let avx512 = avx2 && cfg!(target_feature = "avx512f");
+    if cfg!(miri) {
+        assert_eq!(Isa::Avx2Fma.is_available(), avx2);
+        assert_eq!(Isa::Avx512.is_available(), avx512);
+    } else {
+        assert!(!avx2 || Isa::Avx2Fma.is_available());
+        assert!(!avx512 || Isa::Avx512.is_available());
+    }
+}
 
 fn values(len: usize, seed: usize) -> Vec<f32> {
     (0..len)
@@ -72,6 +94,44 @@ fn gemm_small_shapes_all_layouts() {
         check(m, k, n, [row(k), row(n), row(n)], Par::Seq);
         check(m, k, n, [col(m), col(k), col(m)], Par::Seq);
         check(m, k, n, [neg(k), row(n), neg(n)], Par::Seq);
+    }
+}
+
+/// B read in place (few rows, unit column stride) with its buffer ending
+/// right after its last row: a kernel that advanced its B pointer past the
+/// last k step would leave the allocation (undefined behaviour that only
+/// Miri sees, so this test's teeth are the Miri runs with SIMD enabled).
+#[test]
+fn b_read_in_place_ends_at_its_allocation() {
+    for (m, k, n) in [(3, 4, 16), (2, 3, 32), (5, 1, 64), (13, 2, 16)] {
+        let a = values(m * k, 9);
+        let b = values(k * n, 10);
+        let (av, bv) = (
+            MatRef::from_row_major(&a, m, k),
+            MatRef::from_row_major(&b, k, n),
+        );
+        let mut want = vec![0.0f32; m * n];
+        reference::gemm(
+            MatMut::from_row_major(&mut want, m, n),
+            Accum::Replace,
+            av,
+            bv,
+            1.0,
+        );
+        for isa in Isa::available() {
+            let mut got = vec![f32::NAN; m * n];
+            gemm_with_isa(
+                isa,
+                MatMut::from_row_major(&mut got, m, n),
+                Accum::Replace,
+                av,
+                bv,
+                1.0,
+                Par::Seq,
+            )
+            .unwrap();
+            assert_eq!(got, want, "{isa} m={m} k={k} n={n}");
+        }
     }
 }
 

@@ -55,11 +55,13 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         let mut at = 0isize;
         match steps {
             KSteps::All(k) => {
-                let mut b = b;
-                for _ in 0..k {
-                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b);
+                // B's row is derived from the step index rather than by
+                // advancing a pointer: a pointer stepped past the last row
+                // would leave B's allocation when B is read in place, and
+                // in-bounds `offset` past the end is undefined behaviour.
+                for p in 0..k {
+                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b.offset(p as isize * bs));
                     at += acs;
-                    b = b.offset(bs);
                 }
             }
             KSteps::Listed(listed) => {
