@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod atomic_file;
 pub mod data;
 pub mod dense;
 pub mod gemm;

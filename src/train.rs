@@ -89,7 +89,8 @@ pub enum Progress<'a> {
 /// Why training stopped early.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainError {
-    /// The loss became NaN or infinite.
+    /// The loss became NaN or infinite: a batch's training loss, or the
+    /// evaluation loss or the weights after an epoch's last update.
     Diverged {
         /// 1-based epoch.
         epoch: usize,
@@ -107,8 +108,8 @@ impl std::fmt::Display for TrainError {
         match self {
             TrainError::Diverged { epoch, step, lr } => write!(
                 f,
-                "training diverged: the loss became NaN or infinite at epoch {epoch}, step {step} \
-                 (learning rate {lr}); try a lower learning rate"
+                "training diverged: the loss or the weights became NaN or infinite at epoch \
+                 {epoch}, step {step} (learning rate {lr}); try a lower learning rate"
             ),
             TrainError::Mismatch(msg) => f.write_str(msg),
         }
@@ -166,9 +167,11 @@ pub fn evaluate(
 /// included, runs on a thread of the pool `config.par` names.
 ///
 /// # Errors
-/// [`TrainError::Diverged`] (weights are left as they were after the last
-/// finite step's update) or [`TrainError::Mismatch`] if the data does not
-/// fit the network.
+/// [`TrainError::Diverged`] if a batch's loss, or the evaluation loss or
+/// the weights after an epoch, became NaN or infinite (the weights are left
+/// as the last update made them, possibly non-finite, and
+/// [`Mlp::save`] refuses those), or [`TrainError::Mismatch`] if the data
+/// does not fit the network.
 pub fn train(
     net: &mut Mlp,
     optimizer: &Optimizer,
@@ -275,7 +278,9 @@ fn run_epochs(
     let (mut x, mut labels, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     let steps = train.len().div_ceil(config.batch_size);
     let mut running: Option<f64> = None;
-    let mut history = Vec::with_capacity(config.epochs);
+    // Not `with_capacity(config.epochs)`: the epoch count is the user's,
+    // and a huge one must run (until interrupted), not fail to allocate.
+    let mut history = Vec::new();
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         order.shuffle(&mut rng);
@@ -334,6 +339,17 @@ fn run_epochs(
             started.elapsed().as_secs_f64() + if epoch == 1 { setup_seconds } else { 0.0 };
         let eval_started = Instant::now();
         let (test_loss, test_accuracy) = evaluate(net, test, config.par, &mut ws, None);
+        // The epoch's last update is checked here: a batch's loss is
+        // computed before its update, so a final step that makes the
+        // weights non-finite shows only in the weights (a ReLU can hide NaN
+        // from the evaluation loss) or in the evaluation loss.
+        if !test_loss.is_finite() || !net.params().iter().all(|p| p.is_finite()) {
+            return Err(TrainError::Diverged {
+                epoch,
+                step: steps,
+                lr,
+            });
+        }
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / train.len() as f64,

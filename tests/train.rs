@@ -485,3 +485,178 @@ fn huge_sizes_in_metadata_are_rejected_without_allocating() {
         "{err}"
     );
 }
+
+/// Sizes whose parameter count wraps around `usize` (to exactly 1000 here,
+/// so a length check alone would pass) are an error in every build profile.
+#[test]
+fn overflowing_sizes_are_an_error_not_a_wrapped_count() {
+    let sizes = [784, 13225967449074772858, 10];
+    let wrapped = 784usize
+        .wrapping_mul(sizes[1])
+        .wrapping_add(sizes[1])
+        .wrapping_add(sizes[1].wrapping_mul(10))
+        .wrapping_add(10);
+    assert_eq!(wrapped, 1000);
+    let err = Mlp::from_parts(&sizes, Activation::Relu, vec![0.0; 1000]).unwrap_err();
+    assert!(err.contains("overflows"), "{err}");
+    assert_eq!(densekit::mlp::param_count(&sizes), None);
+    let caught = std::panic::catch_unwind(|| Mlp::new(&sizes, Activation::Relu, 1));
+    assert!(caught.is_err(), "Mlp::new must refuse overflowing sizes");
+}
+
+/// A model file saved from `params` (all 1.0 unless changed by `edit`).
+fn model_bytes(sizes: &[usize], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let count = densekit::mlp::param_count(sizes).unwrap();
+    let net = Mlp::from_parts(sizes, Activation::Relu, vec![1.0; count]).unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "densekit-model-bytes-{}-{}.safetensors",
+        std::process::id(),
+        sizes.len()
+    ));
+    net.save(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    edit(&mut bytes);
+    bytes
+}
+
+#[test]
+fn loader_checks_lengths_before_reading_and_rejects_non_finite_weights() {
+    let good = model_bytes(&[3, 2, 2], |_| {});
+    assert!(Mlp::from_safetensors(&good).is_ok());
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap());
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (vec![], "shorter than the 8-byte header length"),
+        (good[..5].to_vec(), "shorter than the 8-byte header length"),
+        (vec![0; 4096], "not a safetensors file"),
+        (
+            model_bytes(&[3, 2, 2], |b| {
+                b[..8].copy_from_slice(&(1u64 << 62).to_le_bytes())
+            }),
+            "100000000-byte limit",
+        ),
+        (
+            model_bytes(&[3, 2, 2], |b| {
+                b[..8].copy_from_slice(&(header_len + 10_000).to_le_bytes())
+            }),
+            "bytes that follow it",
+        ),
+        (good[..good.len() - 4].to_vec(), "corrupt safetensors data"),
+        (
+            model_bytes(&[3, 2, 2], |b| b.extend([0; 4])),
+            "corrupt safetensors data",
+        ),
+        (
+            model_bytes(&[3, 2, 2], |b| {
+                let last = b.len() - 4;
+                b[last..].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+            "holds NaN or infinite values",
+        ),
+        (
+            model_bytes(&[3, 2, 2], |b| {
+                let first = 8 + header_len as usize;
+                b[first..first + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+            }),
+            "holds NaN or infinite values",
+        ),
+    ];
+    for (bytes, needle) in cases {
+        let err = Mlp::from_safetensors(&bytes).unwrap_err();
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    }
+}
+
+#[test]
+fn load_rejects_sparse_and_endless_files() {
+    let dir = std::env::temp_dir().join(format!("densekit-sparse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // 8 TiB of zeros, sparse (3 GiB where the file system allows no more):
+    // a loader that read the file before checking it would fail to
+    // allocate and abort here.
+    let sparse = dir.join("sparse.safetensors");
+    let file = std::fs::File::create(&sparse).unwrap();
+    file.set_len(1 << 43)
+        .or_else(|_| file.set_len(3 << 30))
+        .unwrap();
+    let err = Mlp::load(&sparse).unwrap_err().to_string();
+    assert!(err.contains("not a safetensors file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    if std::path::Path::new("/dev/zero").exists() {
+        let err = Mlp::load(std::path::Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
+
+#[test]
+fn save_refuses_non_finite_weights_and_removes_stale_temporaries() {
+    let dir = std::env::temp_dir().join(format!("densekit-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    std::fs::write(&path, b"the previous model").unwrap();
+    let mut params = vec![0.5; densekit::mlp::param_count(&[3, 2]).unwrap()];
+    params[4] = f32::NAN;
+    let err = Mlp::from_parts(&[3, 2], Activation::Relu, params)
+        .unwrap()
+        .save(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("parameter 4 is NaN") && err.contains("diverged"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"the previous model");
+    // A temporary file of a process that is gone is removed by the next
+    // save; one of a live process (this one's parent chain: pid 1) stays.
+    let stale = dir.join(".m.safetensors.tmp-4294967295");
+    let live = dir.join(".m.safetensors.tmp-1");
+    let unrelated = dir.join(".other.safetensors.tmp-4294967295");
+    for f in [&stale, &live, &unrelated] {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let net = Mlp::new(&[3, 2], Activation::Relu, 1);
+    net.save(&path).unwrap();
+    assert_eq!(Mlp::load(&path).unwrap(), net);
+    assert!(!stale.exists(), "stale temporary file left behind");
+    assert!(unrelated.exists(), "another file's temporary was removed");
+    if std::path::Path::new("/proc/self").exists() {
+        assert!(live.exists(), "a live process's temporary was removed");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One full-batch step whose update makes the weights non-finite: the
+/// batch's loss (computed before the update) is finite, so only the check
+/// after the epoch can see it.
+#[test]
+fn divergence_on_the_last_update_is_an_error() {
+    let (train_set, test_set) = (blobs(64, 1), blobs(16, 2));
+    let mut net = Mlp::new(&[6, 8, 4], Activation::Relu, 1);
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        ..TrainConfig::default()
+    };
+    let err = train(
+        &mut net,
+        &Optimizer::Adam(Adam {
+            lr: 1e38,
+            ..Adam::default()
+        }),
+        &train_set,
+        &test_set,
+        &config,
+        |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        TrainError::Diverged {
+            epoch: 1,
+            step: 1,
+            lr: 1e38
+        }
+    );
+}

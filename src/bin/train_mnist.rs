@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use densekit::activation::Activation;
+use densekit::atomic_file::{check_writable, write_atomically};
 use densekit::data::{CLASSES, load_mnist};
 use densekit::gemm::Par;
 use densekit::mlp::{Mlp, MlpWorkspace};
@@ -286,6 +287,23 @@ fn run(args: Args) -> Result<(), Fail> {
         optimizer,
         config,
     } = plan(&args)?;
+    // Every output path is checked before any long work, so a typo costs
+    // nothing; the model to start from is read (and checked) before the data.
+    for (flag, path) in [
+        ("--save", &args.save),
+        ("--plot", &args.plot),
+        ("--metrics-out", &args.metrics_out),
+    ] {
+        if let Some(path) = path {
+            check_writable(path).map_err(|e| {
+                Fail(format!(
+                    "{flag} {}: cannot write there: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+    }
+    let loaded = args.load.as_deref().map(Mlp::load).transpose()?;
     let dir = data_dir(&args);
     let load_started = Instant::now();
     let mnist = load_mnist(&dir)?;
@@ -298,9 +316,10 @@ fn run(args: Args) -> Result<(), Fail> {
         dir.display()
     );
     let sizes: Vec<usize> = std::iter::once(inputs).chain(sizes).collect();
-    let mut net = match &args.load {
-        Some(path) => {
-            let net = Mlp::load(path)?;
+    let planned = loaded.as_ref().map_or(&sizes[..], |net| net.sizes());
+    check_memory(planned, config.batch_size.min(mnist.train.len()))?;
+    let mut net = match (loaded, &args.load) {
+        (Some(net), Some(path)) => {
             if net.sizes()[0] != inputs || *net.sizes().last().expect("sizes") != CLASSES {
                 return Err(Fail(format!(
                     "{}: the model takes {} inputs and has {} classes; the data has {inputs} and {CLASSES}",
@@ -311,7 +330,7 @@ fn run(args: Args) -> Result<(), Fail> {
             }
             net
         }
-        None => Mlp::new(&sizes, activation, config.seed),
+        _ => Mlp::new(&sizes, activation, config.seed),
     };
     let arch = net
         .sizes()
@@ -366,12 +385,7 @@ fn run(args: Args) -> Result<(), Fail> {
         config.epochs,
         config.seed
     );
-    let mut metrics_file = match &args.metrics_out {
-        Some(path) => Some(std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| Fail(format!("{}: {e}", path.display())))?,
-        )),
-        None => None,
-    };
+    let mut metrics = args.metrics_out.as_deref().map(MetricsOut::new);
     let terminal = std::io::stdout().is_terminal();
     let samples = mnist.train.len();
     let train_started = Instant::now();
@@ -407,6 +421,13 @@ fn run(args: Args) -> Result<(), Fail> {
                 }
             }
             Progress::Epoch(m) => {
+                // Recorded before it is printed: an epoch on the screen is
+                // an epoch in the file.
+                if let Some(out) = metrics.as_mut()
+                    && let Err(e) = out.record(m, train_started.elapsed().as_secs_f64())
+                {
+                    metrics_error.get_or_insert(e);
+                }
                 if terminal {
                     print!("\r{}\r", " ".repeat(72));
                 }
@@ -422,21 +443,9 @@ fn run(args: Args) -> Result<(), Fail> {
                     samples as f64 / m.train_seconds,
                     m.lr
                 );
-                if let Some(file) = metrics_file.as_mut()
-                    && let Err(e) = write_metrics(file, m, train_started.elapsed().as_secs_f64())
-                {
-                    metrics_error.get_or_insert(e);
-                }
             }
         },
     )?;
-    if let Some(e) = metrics_error {
-        return Err(Fail(format!("--metrics-out: {e}")));
-    }
-    if let Some(mut file) = metrics_file {
-        file.flush()
-            .map_err(|e| Fail(format!("--metrics-out: {e}")))?;
-    }
     let train_seconds: f64 = history.iter().map(|m| m.train_seconds).sum();
     let mut eval_seconds: f64 = history.iter().map(|m| m.eval_seconds).sum();
     let eval_started = Instant::now();
@@ -449,13 +458,23 @@ fn run(args: Args) -> Result<(), Fail> {
         Some(&mut confusion),
     );
     eval_seconds += eval_started.elapsed().as_secs_f64();
+    // Every output is attempted, the model first: a failed metrics or plot
+    // write never costs the trained model. All failures are reported.
+    let mut failures = vec![];
     if let Some(path) = &args.save {
-        net.save(path)?;
-        println!("saved the model to {}", path.display());
+        match net.save(path) {
+            Ok(()) => println!("saved the model to {}", path.display()),
+            Err(e) => failures.push(e.to_string()),
+        }
     }
     if let Some(path) = &args.plot {
-        plot(path, &history).map_err(|e| Fail(format!("--plot {}: {e}", path.display())))?;
-        println!("plotted the curves to {}", path.display());
+        match plot(path, &history) {
+            Ok(()) => println!("plotted the curves to {}", path.display()),
+            Err(e) => failures.push(format!("--plot {}: {e}", path.display())),
+        }
+    }
+    if let (Some(e), Some(path)) = (metrics_error, &args.metrics_out) {
+        failures.push(format!("--metrics-out {}: {e}", path.display()));
     }
     println!(
         "\ntest accuracy {:.2}% after {} epochs",
@@ -481,7 +500,86 @@ fn run(args: Args) -> Result<(), Fail> {
         "throughput: {convention:.1} GFLOP/s by the 6·params·samples convention, {:.1} GFLOP/s of the multiplies the network needs (no first-layer input gradient; zero input blocks the kernels skip still counted)",
         2.0 * needed_macs / train_seconds / 1e9
     );
-    Ok(())
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(Fail(failures.join("; "))),
+    }
+}
+
+/// Checks, before anything of that size is allocated, that training a
+/// network of `sizes` at `batch` fits in this machine's available memory:
+/// weights, gradients and two optimizer buffers, plus each layer's outputs
+/// and their gradients for a batch and for an evaluation chunk.
+fn check_memory(sizes: &[usize], batch: usize) -> Result<(), Fail> {
+    let arch = sizes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("-");
+    let Some(params) = densekit::mlp::param_count(sizes) else {
+        return Err(Fail(format!(
+            "a {arch} network has more parameters than this machine can address"
+        )));
+    };
+    // In f64: an estimate to compare and report, immune to overflow.
+    let activations: f64 = sizes[1..].iter().map(|&s| s as f64).sum();
+    let bytes = 4.0 * (4.0 * params as f64 + activations * (2.0 * batch as f64 + 2000.0));
+    let available = available_memory();
+    match available {
+        Some(have) if bytes > have as f64 => Err(Fail(format!(
+            "a {arch} network at batch {batch} needs about {:.1} GB (parameters, gradients, \
+             optimizer state and activations); this machine has {:.1} GB available",
+            bytes / 1e9,
+            have as f64 / 1e9
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes of memory available to this process (Linux's `MemAvailable`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// `--metrics-out`: one JSON line per epoch. The file is replaced
+/// atomically after every epoch, so it always holds the epochs finished so
+/// far: an interrupted run keeps them, and a run that stops before its
+/// first epoch leaves the previous file as it was.
+struct MetricsOut<'a> {
+    path: &'a std::path::Path,
+    lines: String,
+}
+
+impl<'a> MetricsOut<'a> {
+    fn new(path: &'a std::path::Path) -> Self {
+        MetricsOut {
+            path,
+            lines: String::new(),
+        }
+    }
+
+    fn record(&mut self, m: &EpochMetrics, elapsed: f64) -> std::io::Result<()> {
+        let line = serde_json::json!({
+            "epoch": m.epoch,
+            "train_loss": m.train_loss,
+            "running_loss": m.running_loss,
+            "train_accuracy": m.train_accuracy,
+            "test_loss": m.test_loss,
+            "test_accuracy": m.test_accuracy,
+            "lr": m.lr,
+            "epoch_seconds": m.train_seconds,
+            "elapsed_seconds": elapsed,
+        });
+        let start = self.lines.len();
+        self.lines.push_str(&format!("{line}\n"));
+        // A stream (a pipe, /dev/stdout) gets each line once; a file all of them.
+        let is_stream = std::fs::metadata(self.path).is_ok_and(|m| !m.is_file());
+        let bytes = &self.lines.as_bytes()[if is_stream { start } else { 0 }..];
+        write_atomically(self.path, bytes, false)
+    }
 }
 
 /// Loss (left) and accuracy (right) per epoch, train and test, as SVG.
@@ -490,7 +588,21 @@ fn plot(
     history: &[EpochMetrics],
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
+    // Drawn in memory, then written atomically: an interrupted or failed
+    // plot never leaves half an SVG.
+    let mut svg = String::new();
+    draw_curves(SVGBackend::with_string(&mut svg, (960, 420)), history)?;
+    write_atomically(path, svg.as_bytes(), false)?;
+    Ok(())
+}
+
+/// The two panels of [`plot`] on `backend`.
+fn draw_curves(
+    backend: plotters::prelude::SVGBackend<'_>,
+    history: &[EpochMetrics],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = backend.into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(480);
     let epochs = history.len().max(1) as f64;
@@ -549,21 +661,6 @@ fn plot(
     }
     root.present()?;
     Ok(())
-}
-
-fn write_metrics(file: &mut impl Write, m: &EpochMetrics, elapsed: f64) -> std::io::Result<()> {
-    let line = serde_json::json!({
-        "epoch": m.epoch,
-        "train_loss": m.train_loss,
-        "running_loss": m.running_loss,
-        "train_accuracy": m.train_accuracy,
-        "test_loss": m.test_loss,
-        "test_accuracy": m.test_accuracy,
-        "lr": m.lr,
-        "epoch_seconds": m.train_seconds,
-        "elapsed_seconds": elapsed,
-    });
-    writeln!(file, "{line}")
 }
 
 fn print_confusion(confusion: &[usize]) {

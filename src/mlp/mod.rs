@@ -91,7 +91,8 @@ impl Mlp {
     /// ```
     ///
     /// # Panics
-    /// With fewer than two sizes, a zero size, or an invalid activation.
+    /// With fewer than two sizes, a zero size, sizes whose parameter count
+    /// overflows `usize`, or an invalid activation.
     #[track_caller]
     pub fn new(sizes: &[usize], hidden: Activation, seed: u64) -> Mlp {
         assert!(
@@ -101,10 +102,13 @@ impl Mlp {
         if let Err(e) = hidden.validate() {
             panic!("Mlp::new: {e}");
         }
+        let Some(count) = param_count(sizes) else {
+            panic!("Mlp::new: the parameter count of sizes {sizes:?} overflows usize");
+        };
         let mut net = Mlp {
             sizes: sizes.to_vec(),
             hidden,
-            params: vec![0.0; param_count(sizes)],
+            params: vec![0.0; count],
         };
         let mut rng = StdRng::seed_from_u64(seed);
         for layer in 0..net.layers() {
@@ -149,7 +153,9 @@ impl Mlp {
     /// ```
     ///
     /// # Errors
-    /// A message if `params` does not have the length `sizes` imply.
+    /// A message if the sizes are invalid (fewer than two, a zero, or a
+    /// parameter count that overflows `usize`) or `params` does not have the
+    /// length they imply.
     pub fn from_parts(
         sizes: &[usize],
         hidden: Activation,
@@ -159,7 +165,8 @@ impl Mlp {
             return Err(format!("invalid layer sizes {sizes:?}"));
         }
         hidden.validate()?;
-        let want = param_count(sizes);
+        let want = param_count(sizes)
+            .ok_or_else(|| format!("layer sizes {sizes:?}: the parameter count overflows usize"))?;
         if params.len() != want {
             return Err(format!(
                 "{} parameters given but sizes {sizes:?} need {want}",
@@ -211,7 +218,7 @@ impl Mlp {
 
     /// Where layer `layer`'s weight and bias live in the flat buffer.
     pub fn layer_ranges(&self, layer: usize) -> (Range<usize>, Range<usize>) {
-        let start = param_count(&self.sizes[..=layer]);
+        let start = counted(&self.sizes[..=layer]);
         let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
         let w = start..start + inputs * outputs;
         (w.clone(), w.end..w.end + outputs)
@@ -451,9 +458,23 @@ fn weight_view_mut(
     }
 }
 
-/// Parameters of a network with these sizes.
-fn param_count(sizes: &[usize]) -> usize {
-    sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+/// Parameters of a network with these sizes, or `None` if the count
+/// overflows `usize`.
+///
+/// ```
+/// use densekit::mlp::param_count;
+/// assert_eq!(param_count(&[784, 256, 10]), Some(784 * 256 + 256 + 256 * 10 + 10));
+/// assert_eq!(param_count(&[784, usize::MAX / 512, 10]), None);
+/// ```
+pub fn param_count(sizes: &[usize]) -> Option<usize> {
+    sizes.windows(2).try_fold(0usize, |sum, w| {
+        w[0].checked_mul(w[1])?.checked_add(w[1])?.checked_add(sum)
+    })
+}
+
+/// [`param_count`] of sizes an `Mlp` was built from: checked then.
+fn counted(sizes: &[usize]) -> usize {
+    param_count(sizes).expect("sizes are checked when a network is built")
 }
 
 /// The index of the largest logit of each row (the first on ties).
