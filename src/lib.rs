@@ -31,7 +31,7 @@ mod simd;
 pub mod train;
 
 pub use gemm::raw::{dgemm, sgemm};
-pub use par::Par;
+pub use par::{Par, PoolError};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -241,55 +241,80 @@ fn failed_metrics_write_still_saves_the_model() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Starts `train_mnist` with `args`, waits until it has printed `epochs`
+/// finished epochs (none: at once), then sends SIGINT and waits for it to
+/// end: exit code 130 (or killed by the signal, if it came before the
+/// handler was installed). Returns stdout and stderr.
+#[cfg(unix)]
+fn interrupt_after(args: &[&str], epochs: usize) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (mut seen, mut out) = (0, String::new());
+    while seen < epochs {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended after {seen} epochs: {out}"
+        );
+        seen += usize::from(line.starts_with("epoch") && line.contains("train loss"));
+        out.push_str(&line);
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    stdout.read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        status.code() == Some(130) || status.signal() == Some(2),
+        "not interrupted: {status:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    (out, err)
+}
+
 /// SIGINT after some epochs: the metrics file holds every epoch the run
 /// printed, complete, and a run that never finishes an epoch leaves the
 /// previous file as it was.
 #[cfg(unix)]
 #[test]
 fn interrupted_run_keeps_its_finished_epochs() {
-    use std::io::{BufRead, BufReader};
-    use std::os::unix::process::ExitStatusExt;
     let dir = std::env::temp_dir().join(format!("densekit-cli-int-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let metrics = dir.join("m.jsonl");
     std::fs::write(&metrics, "the previous run\n").unwrap();
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_train_mnist"))
-            .args(["--hidden", "32", "--epochs", "1000", "--optimizer", "sgd"])
-            .args(["--metrics-out", metrics.to_str().unwrap()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let interrupt = |child: &mut std::process::Child| {
-        let sent = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(2), "not interrupted: {status:?}");
-    };
+    let args = [
+        "--hidden",
+        "32",
+        "--epochs",
+        "1000",
+        "--optimizer",
+        "sgd",
+        "--metrics-out",
+        metrics.to_str().unwrap(),
+    ];
     // Interrupted at once, long before its first epoch ends.
-    let mut child = start();
-    interrupt(&mut child);
+    interrupt_after(&args, 0);
     assert_eq!(
         std::fs::read_to_string(&metrics).unwrap(),
         "the previous run\n"
     );
-    let mut child = start();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = 0;
-    for line in stdout.lines() {
-        if line.unwrap().starts_with("epoch") {
-            seen += 1;
-            if seen == 3 {
-                break;
-            }
-        }
-    }
-    assert_eq!(seen, 3, "the run ended before three epochs");
-    interrupt(&mut child);
+    interrupt_after(&args, 3);
     let text = std::fs::read_to_string(&metrics).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(
@@ -300,6 +325,140 @@ fn interrupted_run_keeps_its_finished_epochs() {
     for (i, line) in lines.iter().enumerate() {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(value["epoch"], i + 1, "{text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A run interrupted by SIGINT (model and checkpoint saved), then resumed
+/// from its checkpoint, ends with the bits of the run never interrupted:
+/// the saved weights and every metric but the timings.
+#[cfg(unix)]
+#[test]
+fn interrupted_and_resumed_run_matches_the_uninterrupted_run() {
+    let dir = std::env::temp_dir().join(format!("densekit-cli-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let flags = |tag: &str| {
+        let mut flags: Vec<String> = [
+            "--hidden",
+            "64",
+            "--epochs",
+            "30",
+            "--batch-size",
+            "32",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.001",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (flag, file) in [
+            ("--save", "model"),
+            ("--metrics-out", "metrics"),
+            ("--checkpoint", "ckpt"),
+        ] {
+            flags.extend([flag.to_string(), path(&format!("{tag}.{file}"))]);
+        }
+        flags
+    };
+    let whole = flags("whole");
+    let whole: Vec<&str> = whole.iter().map(String::as_str).collect();
+    let (code, stderr) = run(&whole);
+    assert_eq!(code, 0, "{stderr}");
+    let parts = flags("parts");
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let (_, stderr) = interrupt_after(&parts, 2);
+    assert!(
+        stderr.contains("interrupted after epoch") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let checkpoint = path("parts.ckpt");
+    let mut resumed = parts.clone();
+    resumed.extend(["--resume", &checkpoint]);
+    let (code, stderr) = run(&resumed);
+    assert_eq!(code, 0, "{stderr}");
+    let load = |tag: &str| densekit::mlp::Mlp::load(std::path::Path::new(&path(tag))).unwrap();
+    assert_eq!(load("parts.model"), load("whole.model"), "weights differ");
+    let metrics = |tag: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path(tag))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let m = v.as_object_mut().unwrap();
+                m.remove("epoch_seconds");
+                m.remove("elapsed_seconds");
+                v
+            })
+            .collect()
+    };
+    let want = metrics("whole.metrics");
+    assert_eq!(want.len(), 30);
+    assert_eq!(metrics("parts.metrics"), want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An epoch count no run reaches still runs (until interrupted), and more
+/// threads than cores are capped with a note, never a panic.
+#[cfg(unix)]
+#[test]
+fn extreme_epochs_and_threads_run() {
+    let (stdout, stderr) = interrupt_after(
+        &[
+            "--hidden",
+            "none",
+            "--epochs",
+            "18446744073709551615",
+            "--threads",
+            "10000",
+        ],
+        1,
+    );
+    assert!(stdout.contains("--threads 10000 is more than"), "{stdout}");
+    assert!(stderr.contains("interrupted after epoch"), "{stderr}");
+}
+
+#[test]
+fn networks_too_large_for_memory_are_refused_before_allocating() {
+    let (code, stderr) = run(&["--hidden", "100000000"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("784-100000000-10")
+            && stderr.contains("GB")
+            && stderr.contains("available"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--hidden", "100000000000000000"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("more parameters than"), "{stderr}");
+}
+
+/// A learning rate that blows the weights up without a NaN: a clear
+/// "diverged", a non-zero exit, and the previous model left as it was.
+#[test]
+fn finite_divergence_is_an_error_and_saves_nothing() {
+    let dir = std::env::temp_dir().join(format!("densekit-cli-lr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.safetensors");
+    for optimizer in ["sgd", "adam"] {
+        std::fs::write(&model, b"the previous model").unwrap();
+        let (code, stderr) = run(&[
+            "--optimizer",
+            optimizer,
+            "--lr",
+            "100",
+            "--epochs",
+            "3",
+            "--save",
+            model.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 0, "{optimizer}");
+        assert!(
+            stderr.contains("diverged") && stderr.contains("no model saved"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(&model).unwrap(), b"the previous model");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

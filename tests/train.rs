@@ -660,3 +660,183 @@ fn divergence_on_the_last_update_is_an_error() {
         }
     );
 }
+
+/// The metrics without their timings (which a resumed run cannot repeat).
+fn without_timings(history: &[densekit::train::EpochMetrics]) -> Vec<[u64; 7]> {
+    history
+        .iter()
+        .map(|m| {
+            [
+                m.epoch as u64,
+                m.train_loss.to_bits(),
+                m.running_loss.to_bits(),
+                m.train_accuracy.to_bits(),
+                m.test_loss.to_bits(),
+                m.test_accuracy.to_bits(),
+                u64::from(m.lr.to_bits()),
+            ]
+        })
+        .collect()
+}
+
+/// Stopped anywhere (mid-epoch, at an epoch's last step, after an epoch),
+/// saved to a file and resumed, a run ends with the bits of the run never
+/// stopped: weights and metrics. Images exercise the reordered inputs (and
+/// optimizer buffers), Adam both of its buffers.
+#[test]
+fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
+    use densekit::train::{Checkpoint, Flow, Progress, train_with};
+    let (train_set, test_set) = (bars(200, 1), bars(60, 2));
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: 16,
+        seed: 9,
+        schedule: Schedule::Cosine {
+            epochs: 3,
+            min_lr: 0.0,
+        },
+        par: Par::Threads(2),
+        ..TrainConfig::default()
+    };
+    let adam = Optimizer::Adam(Adam {
+        lr: 0.01,
+        ..Adam::default()
+    });
+    let fresh = Mlp::new(&[42, 64, 10], Activation::Relu, 3);
+    let mut whole = fresh.clone();
+    let want = train(&mut whole, &adam, &train_set, &test_set, &config, |_| {}).unwrap();
+    let steps = 200usize.div_ceil(16);
+    let path = std::env::temp_dir().join(format!("densekit-resume-{}.ckpt", std::process::id()));
+    for (stop_epoch, stop_step) in [(1, 3), (2, steps), (2, 0), (3, 1)] {
+        let mut net = fresh.clone();
+        let stopped = train_with(
+            &mut net,
+            &adam,
+            &train_set,
+            &test_set,
+            &config,
+            None,
+            |p| match p {
+                Progress::Step { epoch, step, .. } if (epoch, step) == (stop_epoch, stop_step) => {
+                    Flow::Stop
+                }
+                Progress::Epoch(m) if stop_step == 0 && m.epoch == stop_epoch => Flow::Stop,
+                _ => Flow::Continue,
+            },
+        );
+        let Err(TrainError::Interrupted(checkpoint)) = stopped else {
+            panic!("({stop_epoch}, {stop_step}) did not stop: {stopped:?}");
+        };
+        checkpoint.save(&path).unwrap();
+        let loaded = Checkpoint::load(&path).unwrap();
+        assert_eq!(loaded, *checkpoint, "the file restores the checkpoint");
+        // A fresh network of the same shape: the checkpoint brings the weights.
+        let mut resumed = Mlp::new(&[42, 64, 10], Activation::Relu, 77);
+        let got = train_with(
+            &mut resumed,
+            &adam,
+            &train_set,
+            &test_set,
+            &config,
+            Some(&loaded),
+            |_| Flow::Continue,
+        )
+        .unwrap();
+        assert_eq!(
+            resumed, whole,
+            "weights after stopping at ({stop_epoch}, {stop_step})"
+        );
+        assert_eq!(without_timings(&got), without_timings(&want));
+    }
+    // Other settings or another network: refused, not silently mixed.
+    let mut net = fresh.clone();
+    let Err(TrainError::Interrupted(checkpoint)) = train_with(
+        &mut net,
+        &adam,
+        &train_set,
+        &test_set,
+        &config,
+        None,
+        |_| Flow::Stop,
+    ) else {
+        panic!("did not stop");
+    };
+    let other = TrainConfig { seed: 10, ..config };
+    let err = train_with(
+        &mut net,
+        &adam,
+        &train_set,
+        &test_set,
+        &other,
+        Some(&checkpoint),
+        |_| Flow::Continue,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
+    let mut wider = Mlp::new(&[42, 65, 10], Activation::Relu, 3);
+    let err = train_with(
+        &mut wider,
+        &adam,
+        &train_set,
+        &test_set,
+        &config,
+        Some(&checkpoint),
+        |_| Flow::Continue,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("network"), "{err}");
+    // A checkpoint is not a model, and a model is not a checkpoint.
+    let err = Mlp::load(&path).unwrap_err().to_string();
+    assert!(err.contains("densekit-checkpoint"), "{err}");
+    whole.save(&path).unwrap();
+    assert!(
+        Checkpoint::load(&path)
+            .unwrap_err()
+            .contains("densekit-mlp")
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Training on 1, 2, 3 and 8 threads (2 cores here: the counts above are
+/// capped) next to a thread that keeps a core busy: it finishes, with the
+/// same bits on every count (the helpers' spin, park and contention paths
+/// must neither hang nor change a result).
+#[test]
+fn training_beside_a_busy_thread_on_any_thread_count() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let busy = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut x = 1u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+    };
+    let (train_set, test_set) = (bars(300, 1), bars(60, 2));
+    let run = |par: Par| {
+        let mut net = Mlp::new(&[42, 64, 10], Activation::Relu, 3);
+        let config = TrainConfig {
+            epochs: 2,
+            batch_size: 8,
+            par,
+            ..TrainConfig::default()
+        };
+        let sgd = Optimizer::Sgd(Sgd {
+            lr: 0.05,
+            ..Sgd::default()
+        });
+        let history = train(&mut net, &sgd, &train_set, &test_set, &config, |_| {}).unwrap();
+        (net, without_timings(&history))
+    };
+    let want = run(Par::Threads(2));
+    for threads in [1, 3, 8, 2] {
+        assert_eq!(run(Par::Threads(threads)), want, "{threads} threads");
+    }
+    assert_eq!(run(Par::Auto), want);
+    stop.store(true, Ordering::Relaxed);
+    busy.join().unwrap();
+    assert_eq!(Par::Threads(1000).threads(), Par::available_cores());
+    assert!(Par::Threads(0).ready().is_err());
+}

@@ -9,6 +9,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
@@ -18,7 +19,9 @@ use densekit::data::{CLASSES, load_mnist};
 use densekit::gemm::Par;
 use densekit::mlp::{Mlp, MlpWorkspace};
 use densekit::optim::{Adam, Optimizer, RmsProp, Schedule, Sgd, WeightDecay};
-use densekit::train::{EpochMetrics, Progress, TrainConfig, evaluate, train};
+use densekit::train::{
+    Checkpoint, EpochMetrics, Flow, Progress, TrainConfig, TrainError, evaluate, train_with,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ActivationArg {
@@ -117,6 +120,17 @@ struct Args {
     /// Use a preset model and schedule (overrides the model and optimizer flags)
     #[arg(long, value_enum)]
     preset: Option<Preset>,
+    /// Write a checkpoint of the run here (safetensors) every --checkpoint-every
+    /// epochs and on Ctrl-C, to continue it later with --resume
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Epochs between checkpoints
+    #[arg(long, default_value_t = 1, requires = "checkpoint", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// Continue the run a checkpoint was taken of (give the same model and
+    /// training flags); the result is bitwise that of the uninterrupted run
+    #[arg(long, conflicts_with_all = ["load", "eval_only"])]
+    resume: Option<PathBuf>,
 }
 
 /// A user-facing error: one line, no backtrace.
@@ -128,13 +142,34 @@ impl<E: std::fmt::Display> From<E> for Fail {
     }
 }
 
+/// Set by Ctrl-C (SIGINT): the run stops after its current step.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+const INTERRUPTED_EXIT: u8 = 130;
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The first Ctrl-C finishes the step and saves; a second one quits at once.
+    let handler = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(INTERRUPTED_EXIT.into());
+        }
+        eprintln!(
+            "\ntrain_mnist: interrupted: finishing the current step (Ctrl-C again quits at once)"
+        );
+    });
+    if let Err(e) = handler {
+        eprintln!("train_mnist: warning: Ctrl-C will not save anything ({e})");
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(msg)) => {
             eprintln!("train_mnist: error: {msg}");
-            ExitCode::from(1)
+            match INTERRUPTED.load(Ordering::SeqCst) {
+                true => ExitCode::from(INTERRUPTED_EXIT),
+                false => ExitCode::from(1),
+            }
         }
     }
 }
@@ -287,12 +322,15 @@ fn run(args: Args) -> Result<(), Fail> {
         optimizer,
         config,
     } = plan(&args)?;
+    // The threads first: a pool the OS refuses is an error, not a panic later.
+    config.par.ready()?;
     // Every output path is checked before any long work, so a typo costs
     // nothing; the model to start from is read (and checked) before the data.
     for (flag, path) in [
         ("--save", &args.save),
         ("--plot", &args.plot),
         ("--metrics-out", &args.metrics_out),
+        ("--checkpoint", &args.checkpoint),
     ] {
         if let Some(path) = path {
             check_writable(path).map_err(|e| {
@@ -304,6 +342,12 @@ fn run(args: Args) -> Result<(), Fail> {
         }
     }
     let loaded = args.load.as_deref().map(Mlp::load).transpose()?;
+    let resume = args
+        .resume
+        .as_deref()
+        .map(Checkpoint::load)
+        .transpose()
+        .map_err(Fail)?;
     let dir = data_dir(&args);
     let load_started = Instant::now();
     let mnist = load_mnist(&dir)?;
@@ -316,7 +360,11 @@ fn run(args: Args) -> Result<(), Fail> {
         dir.display()
     );
     let sizes: Vec<usize> = std::iter::once(inputs).chain(sizes).collect();
-    let planned = loaded.as_ref().map_or(&sizes[..], |net| net.sizes());
+    let planned = match (&loaded, &resume) {
+        (Some(net), _) => net.sizes(),
+        (_, Some(checkpoint)) => checkpoint.net.sizes(),
+        _ => &sizes[..],
+    };
     check_memory(planned, config.batch_size.min(mnist.train.len()))?;
     let mut net = match (loaded, &args.load) {
         (Some(net), Some(path)) => {
@@ -338,10 +386,15 @@ fn run(args: Args) -> Result<(), Fail> {
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join("-");
-    let threads = match config.par {
-        Par::Threads(n) => n,
-        _ => rayon::current_num_threads(),
-    };
+    let threads = config.par.threads();
+    if let Some(asked) = args.threads
+        && asked > threads
+    {
+        println!(
+            "note: --threads {asked} is more than the {threads} cores this process can use; running on {threads} \
+             (more threads would only take turns on them; results do not depend on the count)"
+        );
+    }
     let kernel = densekit::gemm::Isa::selected();
     if args.eval_only {
         let eval_started = Instant::now();
@@ -386,17 +439,39 @@ fn run(args: Args) -> Result<(), Fail> {
         config.seed
     );
     let mut metrics = args.metrics_out.as_deref().map(MetricsOut::new);
+    if let Some(checkpoint) = &resume {
+        println!(
+            "resuming after epoch {} and {} steps of the next, from {}",
+            checkpoint.epochs_done,
+            checkpoint.steps_done,
+            args.resume
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
+        if let Some(out) = metrics.as_mut() {
+            out.seed(&checkpoint.history);
+        }
+    }
     let terminal = std::io::stdout().is_terminal();
     let samples = mnist.train.len();
     let train_started = Instant::now();
     let mut last_report = Instant::now();
     let mut metrics_error = None;
-    let history = train(
+    let mut checkpoint_error = None;
+    let mut diverged = None;
+    let mut first_loss = resume
+        .as_ref()
+        .and_then(|c| c.history.first())
+        .map(|m| m.train_loss);
+    let every = args.checkpoint_every;
+    let outcome = train_with(
         &mut net,
         &optimizer,
         &mnist.train,
         &mnist.test,
         &config,
+        resume.as_ref(),
         |p| match p {
             Progress::Step {
                 epoch,
@@ -419,6 +494,18 @@ fn run(args: Args) -> Result<(), Fail> {
                         println!("epoch {epoch:>3}: step {step}/{steps}, Q {running_loss:.4}");
                     }
                 }
+                match INTERRUPTED.load(Ordering::SeqCst) {
+                    true => Flow::Stop,
+                    false => Flow::Continue,
+                }
+            }
+            Progress::Checkpoint(checkpoint) => {
+                if let Some(path) = &args.checkpoint
+                    && let Err(e) = checkpoint.save(path)
+                {
+                    checkpoint_error.get_or_insert(e);
+                }
+                Flow::Continue
             }
             Progress::Epoch(m) => {
                 // Recorded before it is printed: an epoch on the screen is
@@ -443,9 +530,33 @@ fn run(args: Args) -> Result<(), Fail> {
                     samples as f64 / m.train_seconds,
                     m.lr
                 );
+                let first = *first_loss.get_or_insert(m.train_loss);
+                if diverged.is_none() {
+                    diverged = stalled(m, first, CLASSES);
+                }
+                if diverged.is_some() || INTERRUPTED.load(Ordering::SeqCst) {
+                    Flow::Stop
+                } else if args.checkpoint.is_some() && (m.epoch as u64).is_multiple_of(every) {
+                    Flow::Checkpoint
+                } else {
+                    Flow::Continue
+                }
             }
         },
-    )?;
+    );
+    if let Some(e) = checkpoint_error {
+        return Err(Fail(format!("--checkpoint: {e}")));
+    }
+    let history = match outcome {
+        Ok(history) => history,
+        Err(TrainError::Interrupted(checkpoint)) => {
+            return Err(Fail(match diverged {
+                Some(why) => format!("training diverged: {why}; no model saved"),
+                None => interrupted(&args, &net, &checkpoint),
+            }));
+        }
+        Err(e) => return Err(Fail(e.to_string())),
+    };
     let train_seconds: f64 = history.iter().map(|m| m.train_seconds).sum();
     let mut eval_seconds: f64 = history.iter().map(|m| m.eval_seconds).sum();
     let eval_started = Instant::now();
@@ -506,6 +617,74 @@ fn run(args: Args) -> Result<(), Fail> {
     }
 }
 
+/// Why a run that is still finite has diverged, if it has: after its first
+/// epoch its test accuracy is at chance while its training loss is above
+/// that of a uniform guess (ln C: a network that has not learned yet sits
+/// there, one whose weights blew up far above), or a later epoch's training
+/// loss is above the first epoch's.
+fn stalled(m: &EpochMetrics, first_loss: f64, classes: usize) -> Option<String> {
+    let chance = 1.0 / classes as f64;
+    let uniform = (classes as f64).ln();
+    if m.test_accuracy < 1.5 * chance && m.train_loss > uniform {
+        return Some(format!(
+            "after epoch {} the test accuracy is {:.2}% (chance: {:.0}%) and the training loss {:.3} \
+             (a uniform guess scores {uniform:.3}); try a lower learning rate",
+            m.epoch,
+            100.0 * m.test_accuracy,
+            100.0 * chance,
+            m.train_loss
+        ));
+    }
+    (m.epoch >= 2 && m.train_loss > first_loss).then(|| {
+        format!(
+            "the training loss of epoch {} ({:.4}) is above the first epoch's ({first_loss:.4}); \
+             try a lower learning rate",
+            m.epoch, m.train_loss
+        )
+    })
+}
+
+/// Saves what an interrupted run has (the model with --save, a checkpoint
+/// with --checkpoint) and says so, for the error line.
+fn interrupted(args: &Args, net: &Mlp, checkpoint: &Checkpoint) -> String {
+    let mut said = vec![format!(
+        "interrupted after epoch {} and {} steps of the next",
+        checkpoint.epochs_done, checkpoint.steps_done
+    )];
+    if let Some(path) = &args.save {
+        said.push(match net.save(path) {
+            Ok(()) => format!("saved the model to {}", path.display()),
+            Err(e) => e.to_string(),
+        });
+    }
+    match &args.checkpoint {
+        Some(path) => said.push(match checkpoint.save(path) {
+            Ok(()) => format!(
+                "saved a checkpoint to {0}; continue with --resume {0} and the same flags",
+                path.display()
+            ),
+            Err(e) => e,
+        }),
+        None => said.push("no checkpoint (give --checkpoint to resume later)".into()),
+    }
+    said.join("; ")
+}
+
+/// One epoch's `--metrics-out` line.
+fn metrics_line(m: &EpochMetrics, elapsed: f64) -> serde_json::Value {
+    serde_json::json!({
+        "epoch": m.epoch,
+        "train_loss": m.train_loss,
+        "running_loss": m.running_loss,
+        "train_accuracy": m.train_accuracy,
+        "test_loss": m.test_loss,
+        "test_accuracy": m.test_accuracy,
+        "lr": m.lr,
+        "epoch_seconds": m.train_seconds,
+        "elapsed_seconds": elapsed,
+    })
+}
+
 /// Checks, before anything of that size is allocated, that training a
 /// network of `sizes` at `batch` fits in this machine's available memory:
 /// weights, gradients and two optimizer buffers, plus each layer's outputs
@@ -561,18 +740,19 @@ impl<'a> MetricsOut<'a> {
         }
     }
 
+    /// The epochs a resumed run finished before, as their lines (elapsed
+    /// time counted from their own timings).
+    fn seed(&mut self, history: &[EpochMetrics]) {
+        let mut elapsed = 0.0;
+        for m in history {
+            elapsed += m.train_seconds + m.eval_seconds;
+            self.lines
+                .push_str(&format!("{}\n", metrics_line(m, elapsed)));
+        }
+    }
+
     fn record(&mut self, m: &EpochMetrics, elapsed: f64) -> std::io::Result<()> {
-        let line = serde_json::json!({
-            "epoch": m.epoch,
-            "train_loss": m.train_loss,
-            "running_loss": m.running_loss,
-            "train_accuracy": m.train_accuracy,
-            "test_loss": m.test_loss,
-            "test_accuracy": m.test_accuracy,
-            "lr": m.lr,
-            "epoch_seconds": m.train_seconds,
-            "elapsed_seconds": elapsed,
-        });
+        let line = metrics_line(m, elapsed);
         let start = self.lines.len();
         self.lines.push_str(&format!("{line}\n"));
         // A stream (a pipe, /dev/stdout) gets each line once; a file all of them.

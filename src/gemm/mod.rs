@@ -69,7 +69,8 @@ impl<T: Element> Accum<T> {
 /// # Panics
 /// * If `A.ncols() != B.nrows()` (names both shapes).
 /// * If `C` is not `A.nrows() × B.ncols()` (names both shapes).
-/// * On `Par::Threads(0)`.
+/// * On `Par::Threads(0)`, or if the threads of a `Par::Threads` pool
+///   cannot be started (check with [`Par::ready`] first to get an error).
 ///
 /// # Examples
 /// ```

@@ -7,12 +7,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, Metadata, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
 
 use super::Mlp;
+use super::tensor_file::TensorFile;
 use crate::activation::Activation;
 
 /// Metadata key: the format marker.
@@ -37,7 +38,7 @@ impl fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
-fn activation_to_string(act: Activation) -> String {
+pub(crate) fn activation_to_string(act: Activation) -> String {
     match act {
         Activation::Identity => "identity".into(),
         Activation::Relu => "relu".into(),
@@ -180,120 +181,54 @@ impl Mlp {
     }
 }
 
-/// safetensors' own limit on the JSON header (`safetensors::tensor`'s
-/// `MAX_HEADER_SIZE`).
-const MAX_HEADER_BYTES: u64 = 100_000_000;
-
 /// Reads a model from a safetensors stream of `len` bytes, checking each
 /// length against `len` before reading (or allocating) that much.
-fn read_model(mut file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
-    let io = |e: std::io::Error| format!("could not read the model: {e}");
-    let mut prefix = [0u8; 8];
-    if len < 8 {
+fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
+    let mut file = TensorFile::open(file, len, "model")?;
+    let format = file.metadata("format")?;
+    if format != FORMAT {
         return Err(format!(
-            "not a safetensors file ({len} bytes, shorter than the 8-byte header length)"
+            "metadata format is `{format}`, expected `{FORMAT}`"
         ));
     }
-    file.read_exact(&mut prefix).map_err(io)?;
-    let header_len = u64::from_le_bytes(prefix);
-    if header_len > MAX_HEADER_BYTES || header_len > len - 8 {
-        return Err(format!(
-            "not a safetensors file (its header length, {header_len} bytes, exceeds {})",
-            if header_len > MAX_HEADER_BYTES {
-                format!("the {MAX_HEADER_BYTES}-byte limit")
-            } else {
-                format!("the {} bytes that follow it", len - 8)
-            }
-        ));
-    }
-    // Bounded by the file's size and 100 MB, both checked above.
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(io)?;
-    let header: Metadata =
-        serde_json::from_slice(&header).map_err(|e| format!("not a safetensors file ({e})"))?;
-    let data_start = 8 + header_len;
-    let data_len = len - data_start;
-    if header.data_len() as u64 != data_len {
-        return Err(format!(
-            "corrupt safetensors data (the header describes {} bytes of tensors, the file holds {data_len})",
-            header.data_len()
-        ));
-    }
-    let (sizes, hidden) = architecture(&header)?;
+    let (sizes, hidden) = architecture(&file)?;
     // Every tensor is checked before anything is allocated: the sizes in the
     // metadata are only trusted once the file holds data that large.
-    let mut tensors = Vec::with_capacity(2 * (sizes.len() - 1));
+    let why = format!("the architecture {sizes:?}");
     for l in 0..sizes.len() - 1 {
-        for (name, shape) in [
-            (format!("layers.{l}.weight"), vec![sizes[l + 1], sizes[l]]),
-            (format!("layers.{l}.bias"), vec![sizes[l + 1]]),
-        ] {
-            let info = header
-                .info(&name)
-                .ok_or_else(|| format!("missing tensor `{name}`"))?;
-            if info.dtype != Dtype::F32 {
-                return Err(format!("tensor `{name}` is {:?}, expected F32", info.dtype));
-            }
-            if info.shape != shape {
-                return Err(format!(
-                    "tensor `{name}` has shape {:?}, but the architecture {sizes:?} needs {shape:?}",
-                    info.shape
-                ));
-            }
-            tensors.push((name, info.data_offsets));
-        }
+        file.check_f32(
+            &format!("layers.{l}.weight"),
+            &[sizes[l + 1], sizes[l]],
+            &why,
+        )?;
+        file.check_f32(&format!("layers.{l}.bias"), &[sizes[l + 1]], &why)?;
     }
-    // The tensors' sizes were checked against the file's, so the count is
-    // bounded by it (and so cannot overflow).
-    let count = tensors.iter().map(|(_, (s, e))| (e - s) / 4).sum();
+    // The tensors were checked against the file's size, so the count is
+    // bounded by it.
+    let count = super::param_count(&sizes).ok_or("layer sizes overflow")?;
     let mut net = Mlp::from_parts(&sizes, hidden, vec![0.0; count])?;
-    let (mut bytes, mut values) = (Vec::new(), Vec::new());
-    let mut read = |(name, (start, end)): &(String, (usize, usize)), values: &mut Vec<f32>| {
-        bytes.resize(end - start, 0);
-        file.seek(SeekFrom::Start(data_start + *start as u64))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .map_err(io)?;
-        values.clear();
-        values.extend(le_f32s(&bytes));
-        match values.iter().all(|v| v.is_finite()) {
-            true => Ok(()),
-            false => Err(format!(
-                "tensor `{name}` holds NaN or infinite values (a diverged model?)"
-            )),
-        }
-    };
-    for (l, pair) in tensors.chunks_exact(2).enumerate() {
+    let mut values = Vec::new();
+    for (l, &inputs) in sizes[..sizes.len() - 1].iter().enumerate() {
         // The weight is (out, in) in the file, whatever the storage order.
-        read(&pair[0], &mut values)?;
-        let inputs = sizes[l];
+        file.read_f32(&format!("layers.{l}.weight"), &mut values)?;
         let mut w = net.weight_mut(l);
         for (at, &v) in values.iter().enumerate() {
             w.set(at / inputs, at % inputs, v);
         }
-        read(&pair[1], &mut values)?;
+        file.read_f32(&format!("layers.{l}.bias"), &mut values)?;
         let (_, b) = net.layer_ranges(l);
         net.params[b].copy_from_slice(&values);
     }
     Ok(net)
 }
 
-/// The layer sizes and hidden activation recorded in a model's metadata.
-fn architecture(header: &Metadata) -> Result<(Vec<usize>, Activation), String> {
-    let meta = header
-        .metadata()
-        .as_ref()
-        .ok_or("no metadata: not a densekit model")?;
-    let get = |key: &str| {
-        meta.get(key)
-            .ok_or_else(|| format!("metadata has no `{key}`: not a densekit model"))
-    };
-    if get("format")? != FORMAT {
-        return Err(format!(
-            "metadata format is `{}`, expected `{FORMAT}`",
-            get("format")?
-        ));
-    }
-    let sizes: Vec<usize> = get("sizes")?
+/// The layer sizes and hidden activation recorded in a model's (or a
+/// checkpoint's) metadata.
+pub(crate) fn architecture<R: Read + Seek>(
+    file: &TensorFile<R>,
+) -> Result<(Vec<usize>, Activation), String> {
+    let sizes: Vec<usize> = file
+        .metadata("sizes")?
         .split(',')
         .map(|s| {
             s.trim()
@@ -301,19 +236,11 @@ fn architecture(header: &Metadata) -> Result<(Vec<usize>, Activation), String> {
                 .map_err(|_| format!("bad `sizes` metadata `{s}`"))
         })
         .collect::<Result<_, _>>()?;
-    let name = get("hidden_activation")?;
+    let name = file.metadata("hidden_activation")?;
     let hidden = activation_from_string(name)
         .ok_or_else(|| format!("unknown hidden activation `{name}`"))?;
     if sizes.len() < 2 || sizes.contains(&0) {
         return Err(format!("invalid layer sizes {sizes:?}"));
     }
     Ok((sizes, hidden))
-}
-
-/// Little-endian f32 values, read byte-wise: tensor data need not be
-/// aligned for f32.
-fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }

@@ -29,8 +29,10 @@
 //! PyTorch's `(out, in)` order.
 
 mod file;
+pub(crate) mod tensor_file;
 
 pub use file::{ModelError, NORMALIZATION};
+pub(crate) use file::{activation_to_string, architecture};
 
 use std::ops::Range;
 

@@ -370,6 +370,33 @@ impl OptimizerState {
     pub fn buffers(&self) -> (&[f32], &[f32]) {
         (&self.first, &self.second)
     }
+
+    /// A state from its parts, as [`buffers`](Self::buffers) and
+    /// [`step`](Self::step) give them (a training checkpoint restores one).
+    ///
+    /// ```
+    /// use densekit::optim::OptimizerState;
+    /// let state = OptimizerState::from_parts(3, vec![0.5; 2], vec![0.25; 2]).unwrap();
+    /// assert_eq!(state.buffers(), (&[0.5, 0.5][..], &[0.25, 0.25][..]));
+    /// assert!(OptimizerState::from_parts(3, vec![0.5; 2], vec![]).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// If the two buffers differ in length.
+    pub fn from_parts(step: u64, first: Vec<f32>, second: Vec<f32>) -> Result<Self, String> {
+        if first.len() != second.len() {
+            return Err(format!(
+                "optimizer buffers of {} and {} values: they must have one per parameter",
+                first.len(),
+                second.len()
+            ));
+        }
+        Ok(OptimizerState {
+            step,
+            first,
+            second,
+        })
+    }
 }
 
 /// How the learning rate changes over epochs.
