@@ -460,5 +460,18 @@ fn finite_divergence_is_an_error_and_saves_nothing() {
         );
         assert_eq!(std::fs::read(&model).unwrap(), b"the previous model");
     }
+    // A run that has not learned yet (at chance, its loss near a uniform
+    // guess's) is slow, not diverged.
+    let (code, stderr) = run(&[
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e-7",
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -617,15 +617,15 @@ fn run(args: Args) -> Result<(), Fail> {
     }
 }
 
-/// Why a run that is still finite has diverged, if it has: after its first
-/// epoch its test accuracy is at chance while its training loss is above
+/// Why a run that is still finite has diverged, if it has: after an epoch
+/// its test accuracy is at chance while its training loss is over twice
 /// that of a uniform guess (ln C: a network that has not learned yet sits
-/// there, one whose weights blew up far above), or a later epoch's training
-/// loss is above the first epoch's.
+/// near it, one whose weights blew up far above), or a later epoch's
+/// training loss is over a tenth above the first epoch's.
 fn stalled(m: &EpochMetrics, first_loss: f64, classes: usize) -> Option<String> {
     let chance = 1.0 / classes as f64;
     let uniform = (classes as f64).ln();
-    if m.test_accuracy < 1.5 * chance && m.train_loss > uniform {
+    if m.test_accuracy < 1.5 * chance && m.train_loss > 2.0 * uniform {
         return Some(format!(
             "after epoch {} the test accuracy is {:.2}% (chance: {:.0}%) and the training loss {:.3} \
              (a uniform guess scores {uniform:.3}); try a lower learning rate",
@@ -635,7 +635,7 @@ fn stalled(m: &EpochMetrics, first_loss: f64, classes: usize) -> Option<String> 
             m.train_loss
         ));
     }
-    (m.epoch >= 2 && m.train_loss > first_loss).then(|| {
+    (m.epoch >= 2 && m.train_loss > 1.1 * first_loss).then(|| {
         format!(
             "the training loss of epoch {} ({:.4}) is above the first epoch's ({first_loss:.4}); \
              try a lower learning rate",

@@ -185,12 +185,7 @@ impl Mlp {
 /// length against `len` before reading (or allocating) that much.
 fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
     let mut file = TensorFile::open(file, len, "model")?;
-    let format = file.metadata("format")?;
-    if format != FORMAT {
-        return Err(format!(
-            "metadata format is `{format}`, expected `{FORMAT}`"
-        ));
-    }
+    file.check_format(FORMAT)?;
     let (sizes, hidden) = architecture(&file)?;
     // Every tensor is checked before anything is allocated: the sizes in the
     // metadata are only trusted once the file holds data that large.

@@ -66,6 +66,16 @@ impl<R: Read + Seek> TensorFile<R> {
         })
     }
 
+    /// Checks the `format` metadata (what kind of densekit file this is).
+    pub(crate) fn check_format(&self, expected: &str) -> Result<(), String> {
+        match self.metadata("format")? {
+            format if format == expected => Ok(()),
+            format => Err(format!(
+                "metadata format is `{format}`, expected `{expected}`"
+            )),
+        }
+    }
+
     /// The metadata value under `key`.
     pub(crate) fn metadata(&self, key: &str) -> Result<&str, String> {
         self.header

@@ -210,12 +210,7 @@ fn metrics_from_bits(b: [u64; 9]) -> Result<EpochMetrics, String> {
 
 fn read(file: impl std::io::Read + std::io::Seek, len: u64) -> Result<Checkpoint, String> {
     let mut file = TensorFile::open(file, len, "checkpoint")?;
-    let format = file.metadata("format")?;
-    if format != FORMAT {
-        return Err(format!(
-            "metadata format is `{format}`, expected `{FORMAT}`"
-        ));
-    }
+    file.check_format(FORMAT)?;
     let (sizes, hidden) = architecture(&file)?;
     let count = crate::mlp::param_count(&sizes).ok_or("layer sizes overflow")?;
     let why = format!("the architecture {sizes:?}");
