@@ -46,6 +46,14 @@ const PAR_PACK_MIN_ELEMENTS: usize = 1 << 16;
 /// vector stores (non-unit column stride), relative to its multiply work.
 const STRIDED_STORE_PENALTY: f64 = 1.15;
 
+/// Cycles per C element of such an orientation for going through the
+/// temporary tile (see [`Kernel::run_tile`]): its copy out is one scalar
+/// store per element, whatever k is. With k = 10 (a last layer's input
+/// gradient) that copy, not the multiply, is most of the time, which the
+/// penalty above, proportional to k, misses: 32×10×256 with column-major
+/// B ran transposed at a quarter of its row-major speed.
+const STRIDED_TILE_COPY_CYCLES: f64 = 2.0;
+
 /// Packing cost model, in cycles per element: copying contiguous runs, and
 /// transposing (gathering each sliver row from `w` strided lines).
 const PACK_COPY_CYCLES: f64 = 0.25;
@@ -165,8 +173,13 @@ fn cost<T: Element, P, Q>(
         Isa::Scalar => nr * size_of::<T>(),
         _ => VECTOR_FMA_BYTES_PER_CYCLE,
     };
-    let padded = m.div_ceil(mr) * mr * n.div_ceil(nr) * nr * k * size_of::<T>();
+    let tile_elements = m.div_ceil(mr) * mr * n.div_ceil(nr) * nr;
+    let padded = tile_elements * k * size_of::<T>();
     let multiply = padded as f64 / bytes_per_cycle as f64 * store;
+    let copy_out = match c.cs {
+        1 => 0.0,
+        _ => tile_elements as f64 * STRIDED_TILE_COPY_CYCLES,
+    };
     let pack = |elements: usize, contiguous: bool| {
         let per = if contiguous {
             PACK_COPY_CYCLES
@@ -186,7 +199,7 @@ fn cost<T: Element, P, Q>(
     } else {
         pack(k * n, b.cs == 1)
     };
-    multiply + pack_a + pack_b
+    multiply + copy_out + pack_a + pack_b
 }
 
 /// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
