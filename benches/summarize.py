@@ -21,12 +21,16 @@ def gflops(group, func, shape):
         est = json.load(open(os.path.join(d, "estimates.json")))
     except FileNotFoundError:
         return None
-    m, k, n = (int(x) for x in shape.split("x"))
+    m, k, n = dims(shape)
     return 2 * m * n * k / est["median"]["point_estimate"]  # flops per ns == GFLOP/s
 
+def dims(shape):
+    """m, k, n of a label like 784x32x256 or 784x32x256-acol (A column-major)."""
+    return tuple(int(x) for x in shape.split("-")[0].split("x"))
+
 def key(shape):
-    m, k, n = (int(x) for x in shape.split("x"))
-    return (m != k or k != n, m * k * n)
+    m, k, n = dims(shape)
+    return (m != k or k != n, "-" in shape, m * k * n)
 
 def median_us(group, func, shape):
     try:
@@ -65,24 +69,27 @@ for group in groups:
     peak = peaks.get("--peak2" if "2t" in group else "--peak1")
     print(f"\n### {group} (GFLOP/s, median)\n")
     head = ["shape m×k×n"] + funcs
-    if "matrixmultiply" in funcs: head.append("densekit / mm")
+    peers = [p for p in ("matrixmultiply", "openblas") if p in funcs and "densekit" in funcs]
+    head += [f"densekit / {p}" for p in peers]
     if peak: head.append("densekit % of peak")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    ratios = []
+    ratios = {p: [] for p in peers}
     for s in shapes:
         vals = {f: gflops(group, f, s) for f in funcs}
         row = [s.replace("x", "×")] + [f"{vals[f]:.1f}" if vals[f] else "–" for f in funcs]
-        if "matrixmultiply" in funcs:
-            if vals.get("densekit") and vals.get("matrixmultiply"):
-                r = vals["densekit"] / vals["matrixmultiply"]; ratios.append((s, r))
+        for p in peers:
+            if vals.get("densekit") and vals.get(p):
+                r = vals["densekit"] / vals[p]; ratios[p].append((s, r))
                 row.append(f"{r:.2f}×")
             else:
                 row.append("–")
         if peak:
             row.append(f"{100 * vals['densekit'] / peak:.0f}%" if vals.get("densekit") else "–")
         print("| " + " | ".join(row) + " |")
-    if ratios:
-        g = math.exp(sum(math.log(r) for _, r in ratios) / len(ratios))
-        print(f"\nGeometric mean densekit / matrixmultiply over {len(ratios)} shapes: {g:.2f}×; "
-              f"lowest {min(r for _, r in ratios):.2f}× ({min(ratios, key=lambda x: x[1])[0]})")
+    for p, rs in ratios.items():
+        if rs:
+            g = math.exp(sum(math.log(r) for _, r in rs) / len(rs))
+            low = min(rs, key=lambda x: x[1])
+            print(f"\nGeometric mean densekit / {p} over {len(rs)} shapes: {g:.2f}×; "
+                  f"lowest {low[1]:.2f}× ({low[0]})")

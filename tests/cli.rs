@@ -475,3 +475,42 @@ fn finite_divergence_is_an_error_and_saves_nothing() {
     assert_eq!(code, 0, "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Threads the system refuses (a process limit, as for an unprivileged user
+/// under `prlimit --nproc`): a one-line error, never a panic, whether the
+/// threads were asked for or are rayon's default pool. Needs root (to run
+/// as `nobody`), `prlimit` and `setpriv`; skipped elsewhere.
+#[cfg(unix)]
+#[test]
+fn refused_threads_are_an_error() {
+    let tools = ["/usr/bin/prlimit", "/usr/bin/setpriv"];
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root || !tools.iter().all(|t| std::path::Path::new(t).exists()) {
+        return;
+    }
+    for threads in [None, Some("2")] {
+        let mut command = Command::new(tools[0]);
+        command.args([
+            "--nproc=2",
+            tools[1],
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]);
+        command.arg(env!("CARGO_BIN_EXE_train_mnist"));
+        command.args(["--hidden", "none", "--epochs", "1"]);
+        if let Some(n) = threads {
+            command.args(["--threads", n]);
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{threads:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{threads:?}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains("could not start a pool"), "{stderr}");
+    }
+}

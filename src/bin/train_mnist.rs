@@ -323,7 +323,11 @@ fn run(args: Args) -> Result<(), Fail> {
         config,
     } = plan(&args)?;
     // The threads first: a pool the OS refuses is an error, not a panic later.
-    config.par.ready()?;
+    config.par.ready().map_err(|e| {
+        Fail(format!(
+            "--threads: {e} (the system allows this process no more threads)"
+        ))
+    })?;
     // Every output path is checked before any long work, so a typo costs
     // nothing; the model to start from is read (and checked) before the data.
     for (flag, path) in [

@@ -1,0 +1,231 @@
+//! Per-call thread control.
+
+mod helpers;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use helpers::{wake_helpers, with_ready_helpers};
+
+/// How many threads a kernel call may use.
+///
+/// Whatever the choice, results are bitwise identical: work is split over
+/// output tiles only, never over a reduction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Par {
+    /// Run on the calling thread only; no rayon calls are made.
+    Seq,
+    /// Run on a rayon pool of this many threads, at most as many as the
+    /// process may use at once ([`Par::available_cores`]: more threads than
+    /// cores only take turns on them, and every fork-join then waits for a
+    /// descheduled thread), created on first use and cached for the life of
+    /// the process. `Threads(1)` is `Seq`.
+    Threads(usize),
+    /// Run on the rayon pool the call is made from (the global pool, or the
+    /// one whose `install` encloses the call), using all its threads when the
+    /// problem is large enough to profit.
+    #[default]
+    Auto,
+}
+
+/// Below this many multiply-adds a call runs on the calling thread whatever
+/// `Par` says: waking a pool costs more than it saves (2^20 is ≈ 10 µs on one core).
+pub(crate) const PAR_MIN_WORK: usize = 1 << 20;
+
+impl Par {
+    /// Runs `f` with the thread budget this choice gives, inside the right
+    /// pool; calls of fewer than [`PAR_MIN_WORK`] multiply-adds (`work`) stay
+    /// on the calling thread with a budget of 1.
+    ///
+    /// # Panics
+    /// On `Par::Threads(0)`.
+    #[track_caller]
+    pub(crate) fn run<R: Send>(self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+        match self {
+            Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
+            _ if work < PAR_MIN_WORK => f(1),
+            Par::Seq | Par::Threads(1) => f(1),
+            Par::Threads(n) => {
+                let n = capped(n);
+                match n {
+                    1 => f(1),
+                    _ => started_pool(n).install(|| {
+                        wake_helpers();
+                        f(n)
+                    }),
+                }
+            }
+            Par::Auto => {
+                wake_helpers();
+                f(rayon::current_num_threads())
+            }
+        }
+    }
+
+    /// The threads this choice runs on: `Seq` 1, `Threads(n)` `n` capped at
+    /// [`Par::available_cores`], `Auto` the size of the current rayon pool.
+    ///
+    /// ```
+    /// use densekit::Par;
+    /// assert_eq!(Par::Seq.threads(), 1);
+    /// assert_eq!(Par::Threads(1_000_000).threads(), Par::available_cores());
+    /// ```
+    pub fn threads(self) -> usize {
+        match self {
+            Par::Seq => 1,
+            Par::Threads(n) => capped(n.max(1)),
+            Par::Auto => rayon::current_num_threads(),
+        }
+    }
+
+    /// How many threads this process can run at once: the CPUs its
+    /// affinity mask and cgroup quota allow (`std::thread::available_parallelism`),
+    /// read once.
+    pub fn available_cores() -> usize {
+        static CORES: OnceLock<usize> = OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Starts the pool this choice runs on, so that a failure to start its
+    /// threads (the OS refusing them) is an error here rather than a panic
+    /// in the first kernel call. For `Auto` that is rayon's global pool,
+    /// started with its defaults if it is not running yet (as its first use
+    /// would start it: configure it before, with
+    /// `rayon::ThreadPoolBuilder::build_global`, to have other settings).
+    ///
+    /// ```
+    /// use densekit::Par;
+    /// assert!(Par::Threads(2).ready().is_ok());
+    /// assert!(Par::Threads(0).ready().is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// A [`PoolError`] for `Threads(0)` or if the threads cannot be started.
+    pub fn ready(self) -> Result<(), PoolError> {
+        match self {
+            Par::Threads(0) => Err(PoolError {
+                threads: 0,
+                message: "a call needs at least one thread".into(),
+            }),
+            Par::Threads(n) if capped(n) > 1 => pool(capped(n)).map(drop),
+            Par::Auto => global_pool_ready(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A thread pool that could not be started (see [`Par::ready`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolError {
+    /// The threads asked for.
+    pub threads: usize,
+    /// Why they could not be had.
+    pub message: String,
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not start a pool of {} threads: {}",
+            self.threads, self.message
+        )
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// Starts rayon's global pool if it is not running yet; the outcome of the
+/// first attempt is kept (rayon tries only once).
+fn global_pool_ready() -> Result<(), PoolError> {
+    static READY: OnceLock<Result<(), PoolError>> = OnceLock::new();
+    READY
+        .get_or_init(|| match ThreadPoolBuilder::new().build_global() {
+            // An error with an I/O source is threads that could not be
+            // started; without, the pool was running already.
+            Err(e) if std::error::Error::source(&e).is_some() => Err(PoolError {
+                threads: Par::available_cores(),
+                message: e.to_string(),
+            }),
+            _ => Ok(()),
+        })
+        .clone()
+}
+
+/// `n` threads, capped at the cores this process can use.
+fn capped(n: usize) -> usize {
+    n.min(Par::available_cores())
+}
+
+impl Par {
+    /// Runs `f` on a thread of the pool this choice uses (the global pool
+    /// for `Auto`), so the kernel calls inside it start their parallel work
+    /// where they are instead of handing it to the pool and waiting for it
+    /// each time; `Seq` and `Threads(1)` run `f` on the calling thread.
+    /// Worth it around a loop of many small kernel calls, such as training
+    /// steps ([`train`](crate::train::train) does it).
+    ///
+    /// ```
+    /// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+    /// let (a, b) = (vec![1.0f32; 64 * 64], vec![0.5f32; 64 * 64]);
+    /// let mut c = vec![0.0f32; 64 * 64];
+    /// let par = Par::Threads(2);
+    /// par.install(|| {
+    ///     for _ in 0..3 {
+    ///         let (a, b) = (MatRef::from_row_major(&a, 64, 64), MatRef::from_row_major(&b, 64, 64));
+    ///         gemm(MatMut::from_row_major(&mut c, 64, 64), Accum::Add, a, b, 1.0, par);
+    ///     }
+    /// });
+    /// assert_eq!(c[0], 3.0 * 64.0 * 0.5);
+    /// ```
+    ///
+    /// # Panics
+    /// On `Par::Threads(0)`, or if the pool's threads cannot be started
+    /// (call [`Par::ready`] first to get that as an error).
+    #[track_caller]
+    pub fn install<R: Send>(self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
+            Par::Seq | Par::Threads(1) => f(),
+            Par::Threads(n) => match capped(n) {
+                1 => f(),
+                n => started_pool(n).install(|| with_ready_helpers(f)),
+            },
+            Par::Auto => rayon::scope(|_| with_ready_helpers(f)),
+        }
+    }
+}
+
+/// Pools created for `Par::Threads(n)`, by thread count.
+type PoolCache = Mutex<Vec<(usize, Arc<ThreadPool>)>>;
+
+/// The cached pool with `n` threads, started on first use.
+fn pool(n: usize) -> Result<Arc<ThreadPool>, PoolError> {
+    static POOLS: OnceLock<PoolCache> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(threads, _)| *threads == n) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(move |i| format!("densekit-{n}t-{i}"))
+        .build()
+        .map_err(|e| PoolError {
+            threads: n,
+            message: e.to_string(),
+        })?;
+    let pool = Arc::new(pool);
+    pools.push((n, Arc::clone(&pool)));
+    Ok(pool)
+}
+
+/// [`pool`], for the kernel calls, which have no error path: panics naming
+/// the failure ([`Par::ready`] reports it as an error instead).
+#[track_caller]
+fn started_pool(n: usize) -> Arc<ThreadPool> {
+    pool(n).unwrap_or_else(|e| panic!("{e}"))
+}
