@@ -34,6 +34,11 @@ impl<R: Read + Seek> TensorFile<R> {
         file.read_exact(&mut prefix)
             .map_err(|e| read_error(kind, e))?;
         let header_len = u64::from_le_bytes(prefix);
+        if header_len < 2 {
+            return Err(format!(
+                "not a safetensors file (its header length is {header_len}: too short for any header)"
+            ));
+        }
         if header_len > MAX_HEADER_BYTES || header_len > len - 8 {
             return Err(format!(
                 "not a safetensors file (its header length, {header_len} bytes, exceeds {})",
