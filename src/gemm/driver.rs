@@ -36,7 +36,7 @@ use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
 use super::pack::{PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
 
-use crate::par::PAR_MIN_WORK;
+use crate::par::min_parallel_work;
 
 /// B panels smaller than this many elements are packed by the calling thread:
 /// a fork-join costs more than copying them (≈ 64 K elements is a few µs).
@@ -305,7 +305,7 @@ pub(crate) unsafe fn gemm<T: Element>(
     };
     // The bias runs along C's columns, so along the rows of Cᵀ.
     let epilogue = epilogue.map(|e| (e, transposed));
-    let threads = if m.saturating_mul(n).saturating_mul(k) < PAR_MIN_WORK {
+    let threads = if m.saturating_mul(n).saturating_mul(k) < min_parallel_work() {
         1
     } else {
         max_threads.max(1)

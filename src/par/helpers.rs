@@ -143,6 +143,11 @@ impl Helpers {
     }
 }
 
+/// Whether this thread runs a ready-helpers region now.
+pub(super) fn in_region() -> bool {
+    REGION.with(|region| region.borrow().is_some())
+}
+
 /// Called before a kernel call's parallel work ([`Par::run`]): wakes the
 /// parked helpers of the region this thread runs, if any, so they pick the
 /// work up, and starts again helpers that left after a preemption once

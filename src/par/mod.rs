@@ -30,13 +30,32 @@ pub enum Par {
 }
 
 /// Below this many multiply-adds a call runs on the calling thread whatever
-/// `Par` says: waking a pool costs more than it saves (2^20 is ≈ 10 µs on one core).
-pub(crate) const PAR_MIN_WORK: usize = 1 << 20;
+/// `Par` says, inside a [`Par::install`] region whose helpers wait ready:
+/// handing work over costs more than it saves (2^20 is ≈ 10 µs on one core).
+const PAR_MIN_WORK: usize = 1 << 20;
+
+/// The same outside such a region, where the pool's threads may be asleep:
+/// waking them, and the caller after, takes tens of µs on a VM. 512×10×256
+/// (1.3 M multiply-adds) took 15 µs on one thread and 38 µs on two; 2^22
+/// is ≈ 40 µs on one core, and every MLP product of 6 M multiply-adds or
+/// more gains from the second thread.
+const PAR_MIN_WORK_COLD: usize = 1 << 22;
+
+/// The multiply-adds a call needs before it is split over threads on this
+/// thread now ([`PAR_MIN_WORK`] inside a ready region, else
+/// [`PAR_MIN_WORK_COLD`]).
+pub(crate) fn min_parallel_work() -> usize {
+    if helpers::in_region() {
+        PAR_MIN_WORK
+    } else {
+        PAR_MIN_WORK_COLD
+    }
+}
 
 impl Par {
     /// Runs `f` with the thread budget this choice gives, inside the right
-    /// pool; calls of fewer than [`PAR_MIN_WORK`] multiply-adds (`work`) stay
-    /// on the calling thread with a budget of 1.
+    /// pool; calls of fewer than [`min_parallel_work`] multiply-adds
+    /// (`work`) stay on the calling thread with a budget of 1.
     ///
     /// # Panics
     /// On `Par::Threads(0)`.
@@ -44,7 +63,7 @@ impl Par {
     pub(crate) fn run<R: Send>(self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
         match self {
             Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
-            _ if work < PAR_MIN_WORK => f(1),
+            _ if work < min_parallel_work() => f(1),
             Par::Seq | Par::Threads(1) => f(1),
             Par::Threads(n) => {
                 let n = capped(n);
