@@ -257,7 +257,7 @@ fn gather_into_matches_gather_on_any_thread_count() {
         image_shape: None,
     };
     // Enough rows for the threaded path (and an odd count, so bands differ).
-    let rows: Vec<usize> = (0..4001).map(|i| i * 13 % 300).collect();
+    let rows: Vec<usize> = (0..8001).map(|i| i * 13 % 300).collect();
     let mut expect = Vec::new();
     data.gather(&rows, &mut expect);
     for par in [Par::Seq, Par::Threads(2), Par::Threads(3), Par::Auto] {
