@@ -469,6 +469,11 @@ fn run(args: Args) -> Result<(), Fail> {
         .and_then(|c| c.history.first())
         .map(|m| m.train_loss);
     let every = args.checkpoint_every;
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Fail(
+            "interrupted before training started; nothing saved".into(),
+        ));
+    }
     let outcome = train_with(
         &mut net,
         &optimizer,
