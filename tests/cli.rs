@@ -216,7 +216,8 @@ fn output_paths_are_checked_before_training() {
     }
 }
 
-/// A metrics file that cannot be written costs the metrics, not the model.
+/// A metrics file or checkpoint that cannot be written costs itself, not
+/// the model.
 #[test]
 fn failed_metrics_write_still_saves_the_model() {
     if !std::path::Path::new("/dev/full").exists() {
@@ -237,6 +238,21 @@ fn failed_metrics_write_still_saves_the_model() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("--metrics-out /dev/full"), "{stderr}");
+    assert_eq!(densekit::mlp::Mlp::load(&model).unwrap().sizes(), [784, 10]);
+    // Nor does a checkpoint that cannot be written.
+    std::fs::remove_file(&model).unwrap();
+    let (code, stderr) = run(&[
+        "--hidden",
+        "none",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        "/dev/full",
+        "--save",
+        model.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--checkpoint"), "{stderr}");
     assert_eq!(densekit::mlp::Mlp::load(&model).unwrap().sizes(), [784, 10]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -553,9 +553,6 @@ fn run(args: Args) -> Result<(), Fail> {
             }
         },
     );
-    if let Some(e) = checkpoint_error {
-        return Err(Fail(format!("--checkpoint: {e}")));
-    }
     let history = match outcome {
         Ok(history) => history,
         Err(TrainError::Interrupted(checkpoint)) => {
@@ -595,6 +592,9 @@ fn run(args: Args) -> Result<(), Fail> {
     }
     if let (Some(e), Some(path)) = (metrics_error, &args.metrics_out) {
         failures.push(format!("--metrics-out {}: {e}", path.display()));
+    }
+    if let Some(e) = checkpoint_error {
+        failures.push(format!("--checkpoint: {e}"));
     }
     println!(
         "\ntest accuracy {:.2}% after {} epochs",
