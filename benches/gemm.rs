@@ -245,37 +245,32 @@ fn densekit_run<T: Element>(o: &mut Operands<T>, case: &Case, par: Par) {
     );
 }
 
-/// densekit's raw `sgemm`, called on the rayon pool of the calling thread.
-fn densekit_raw(o: &mut Operands<f32>, case: &Case) {
-    let Case { m, k, n, .. } = *case;
-    let [rsa, csa, rsb, csb] = case.strides();
-    // SAFETY: the buffers hold exactly the operands of this shape and strides.
-    unsafe {
-        densekit::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            o.a.as_ptr(),
-            rsa,
-            csa,
-            o.b.as_ptr(),
-            rsb,
-            csb,
-            0.0,
-            o.c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
+/// The signature `matrixmultiply::sgemm` and densekit's raw `sgemm` share.
+type RawSgemm = unsafe fn(
+    usize,
+    usize,
+    usize,
+    f32,
+    *const f32,
+    isize,
+    isize,
+    *const f32,
+    isize,
+    isize,
+    f32,
+    *mut f32,
+    isize,
+    isize,
+);
 
-fn matrixmultiply_run(o: &mut Operands<f32>, case: &Case) {
+/// `C = A·B` through a raw entry point (densekit's runs on the rayon pool
+/// of the calling thread).
+fn raw_run(sgemm: RawSgemm, o: &mut Operands<f32>, case: &Case) {
     let Case { m, k, n, .. } = *case;
     let [rsa, csa, rsb, csb] = case.strides();
     // SAFETY: the buffers hold exactly the operands of this shape and strides.
     unsafe {
-        matrixmultiply::sgemm(
+        sgemm(
             m,
             k,
             n,
@@ -316,7 +311,7 @@ fn sgemm_one_thread(c: &mut Criterion) {
             bench.iter(|| densekit_run(black_box(&mut o), &case, Par::Seq))
         });
         group.bench_function(BenchmarkId::new("matrixmultiply", &label), |bench| {
-            bench.iter(|| matrixmultiply_run(black_box(&mut o), &case))
+            bench.iter(|| raw_run(matrixmultiply::sgemm, black_box(&mut o), &case))
         });
         #[cfg(feature = "openblas")]
         group.bench_function(BenchmarkId::new("openblas", &label), |bench| {
@@ -353,7 +348,7 @@ fn sgemm_two_threads(c: &mut Criterion) {
         });
         if rayon::current_num_threads() == 2 {
             group.bench_function(BenchmarkId::new("densekit_raw", &label), |bench| {
-                bench.iter(|| densekit_raw(black_box(&mut o), &case))
+                bench.iter(|| raw_run(densekit::sgemm, black_box(&mut o), &case))
             });
         }
         #[cfg(feature = "openblas")]
