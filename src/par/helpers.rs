@@ -153,11 +153,16 @@ pub(super) fn in_region() -> bool {
 /// work up, and starts again helpers that left after a preemption once
 /// [`CONTENDED_FOR`] has passed. The work never waits for them: rayon runs
 /// a task on the calling thread when no other thread has taken it.
-pub(super) fn wake_helpers() {
+///
+/// Returns whether the call should use more than this thread: not while
+/// the region's helpers are away on contended cores, when a fork-join would
+/// wait for halves whose threads the OS has descheduled (on 2 cores beside
+/// a busy process, one thread trains faster than two).
+pub(super) fn wake_helpers() -> bool {
     REGION.with(|region| {
         let region = region.borrow();
         let Some(helpers) = region.as_ref() else {
-            return;
+            return true;
         };
         let now = Instant::now();
         if helpers.active.load(Ordering::Acquire) > 0 && waits_for_cores(now) {
@@ -179,7 +184,9 @@ pub(super) fn wake_helpers() {
                 helpers.start();
             }
         }
-    });
+        !helpers.contended.load(Ordering::Acquire)
+            && helpers.active.load(Ordering::Acquire) == helpers.wanted
+    })
 }
 
 /// Runs `f` on this pool thread while the pool's other threads wait for its

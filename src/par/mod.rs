@@ -69,16 +69,16 @@ impl Par {
                 let n = capped(n);
                 match n {
                     1 => f(1),
-                    _ => started_pool(n).install(|| {
-                        wake_helpers();
-                        f(n)
+                    _ => started_pool(n).install(|| match wake_helpers() {
+                        true => f(n),
+                        false => f(1),
                     }),
                 }
             }
-            Par::Auto => {
-                wake_helpers();
-                f(rayon::current_num_threads())
-            }
+            Par::Auto => match wake_helpers() {
+                true => f(rayon::current_num_threads()),
+                false => f(1),
+            },
         }
     }
 
