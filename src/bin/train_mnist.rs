@@ -443,15 +443,12 @@ fn run(args: Args) -> Result<(), Fail> {
         config.seed
     );
     let mut metrics = args.metrics_out.as_deref().map(MetricsOut::new);
-    if let Some(checkpoint) = &resume {
+    if let (Some(checkpoint), Some(path)) = (&resume, &args.resume) {
         println!(
             "resuming after epoch {} and {} steps of the next, from {}",
             checkpoint.epochs_done,
             checkpoint.steps_done,
-            args.resume
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
+            path.display()
         );
         if let Some(out) = metrics.as_mut() {
             out.seed(&checkpoint.history);
@@ -738,6 +735,9 @@ fn available_memory() -> Option<u64> {
 /// first epoch leaves the previous file as it was.
 struct MetricsOut<'a> {
     path: &'a std::path::Path,
+    /// A stream (a pipe, /dev/stdout) gets each line once, as it comes; a
+    /// file is rewritten with all of them.
+    stream: bool,
     lines: String,
 }
 
@@ -745,6 +745,7 @@ impl<'a> MetricsOut<'a> {
     fn new(path: &'a std::path::Path) -> Self {
         MetricsOut {
             path,
+            stream: std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
             lines: String::new(),
         }
     }
@@ -764,9 +765,7 @@ impl<'a> MetricsOut<'a> {
         let line = metrics_line(m, elapsed);
         let start = self.lines.len();
         self.lines.push_str(&format!("{line}\n"));
-        // A stream (a pipe, /dev/stdout) gets each line once; a file all of them.
-        let is_stream = std::fs::metadata(self.path).is_ok_and(|m| !m.is_file());
-        let bytes = &self.lines.as_bytes()[if is_stream { start } else { 0 }..];
+        let bytes = &self.lines.as_bytes()[if self.stream { start } else { 0 }..];
         write_atomically(self.path, bytes, false)
     }
 }
