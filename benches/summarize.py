@@ -59,8 +59,28 @@ def dense_table(group):
                     f"{f / b:.2f}×" if f and b else "–", f"{u / f:.2f}×" if f and u else "–"]
         print("| " + " | ".join(row) + " |")
 
+# Flops per image of the infer bench's 784-256-10 network.
+INFER_FLOPS = 2 * (784 * 256 + 256 * 10)
+
+def infer_table(group):
+    gdir = os.path.join(root, group)
+    funcs = sorted(f for f in os.listdir(gdir) if os.path.isdir(os.path.join(gdir, f)) and f != "report")
+    batches = sorted({int(b) for f in funcs for b in os.listdir(os.path.join(gdir, f)) if b.isdigit()})
+    print(f"\n### {group} (784-256-10; median µs per call, images/s, GFLOP/s)\n")
+    print("| inputs, threads, form | " + " | ".join(f"batch {b}" for b in batches) + " |")
+    print("|" + "---|" * (len(batches) + 1))
+    for f in funcs:
+        row = [f.replace("_", ", ")]
+        for b in batches:
+            us = median_us(group, f, str(b))
+            row.append(f"{us:.2f} µs, {b / us * 1e6:,.0f}/s, {INFER_FLOPS * b / us / 1e3:.0f}" if us else "–")
+        print("| " + " | ".join(row) + " |")
+
 for group in groups:
     gdir = os.path.join(root, group)
+    if group == "infer":
+        infer_table(group)
+        continue
     if group.startswith("dense_"):
         dense_table(group)
         continue

@@ -808,3 +808,38 @@ fn subnormal_results_are_within_the_bound() {
         }
     }
 }
+
+#[test]
+fn one_row_and_one_column_products_on_every_path() {
+    // A single row of C runs on the one-row kernel across the widths its
+    // leftover columns fall to (256, 32 and 16 wide on AVX-512), a single
+    // column on it transposed; k crosses the panel depths (256, 1024).
+    let widths = [
+        1, 2, 10, 15, 16, 17, 31, 33, 95, 96, 97, 128, 255, 256, 257, 300, 513,
+    ];
+    let ks = [0, 1, 5, 256, 257, 1025];
+    for_each_path(|isa, run| {
+        let mut index = 0usize;
+        for &wide in &widths {
+            for &k in &ks {
+                for [m, n] in [[1, wide], [wide, 1]] {
+                    index += 1;
+                    let case = Case {
+                        m,
+                        k,
+                        n,
+                        alpha: ALPHAS_BETAS[(index + 1) % 4],
+                        beta: ALPHAS_BETAS[(index / 4) % 4],
+                        layouts: [
+                            INPUT_LAYOUTS[index % 8],
+                            INPUT_LAYOUTS[(index / 2) % 8],
+                            OUTPUT_LAYOUTS[(index / 3) % 7],
+                        ],
+                        seed: index as u64,
+                    };
+                    run(&case, isa);
+                }
+            }
+        }
+    });
+}

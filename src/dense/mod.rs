@@ -48,7 +48,8 @@ use rayon::prelude::*;
 
 use crate::activation::{Activation, backward_row};
 use crate::gemm::{
-    Accum, Element, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded, unaliased_row_stride,
+    Accum, Element, Hints, Isa, MatMut, MatRef, Par, gemm_fused, transpose_padded,
+    unaliased_row_stride,
 };
 
 /// Reusable scratch memory for [`backward`] (the `dz` matrix), so a
@@ -124,7 +125,7 @@ pub fn forward<T: Element>(
         w.t(),
         T::ONE,
         Some(crate::gemm::Fused { bias: b, act }),
-        skips_zeros(x, w.nrows()),
+        Hints::dropping_zeros(skips_zeros(x, w.nrows())),
         par,
     )
     .expect("the selected ISA is always available");
@@ -255,7 +256,7 @@ pub fn backward<T: Element>(
             dz_view,
             T::ONE,
             None,
-            true,
+            Hints::dropping_zeros(true),
             options.par,
         )
         .expect("the selected ISA is always available");
@@ -309,7 +310,7 @@ pub fn backward<T: Element>(
             b,
             T::ONE,
             None,
-            skip,
+            Hints::dropping_zeros(skip),
             options.par,
         )
         .expect("the selected ISA is always available");
@@ -367,7 +368,7 @@ fn dx_product<T: Element>(
             w,
             T::ONE,
             None,
-            skips_zeros(dz, w.ncols()),
+            Hints::dropping_zeros(skips_zeros(dz, w.ncols())),
             par,
         )
         .expect("the selected ISA is always available");
@@ -388,7 +389,7 @@ pub(crate) const SKIPS_ZEROS_MIN_WIDTH: usize = 64;
 /// outputs (about half zero, scattered) do not: their slivers rarely have
 /// an all-zero column. Measured on 784-256-10, batch 128: one thread 1.35×
 /// faster per epoch; the lecture's 784→10 (width 10) ran 2.6× slower.
-fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
+pub(crate) fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
     /// Rows probed: one 12-row sliver of the widest kernel.
     const PROBE_ROWS: usize = 12;
     /// Elementwise zero fraction from which dropping pays for its scan.

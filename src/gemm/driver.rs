@@ -28,6 +28,8 @@
 //! for the choice of orientation (computing `Cᵀ = BᵀAᵀ` for skinny shapes),
 //! which depends on the shape and strides alone.
 
+mod one_row;
+
 use rayon::prelude::*;
 
 use super::dispatch::Isa;
@@ -161,6 +163,7 @@ fn cost<T: Element, P, Q>(
     a: Operand<P>,
     b: Operand<P>,
     c: Operand<Q>,
+    b_prepacked: bool,
 ) -> f64 {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let store = if c.cs == 1 {
@@ -194,7 +197,7 @@ fn cost<T: Element, P, Q>(
         ALayout::Rows => pack(m * k, true),
         ALayout::Slivers => pack(m * k, a.rs == 1),
     };
-    let pack_b = if reads_b_in_place(kernel, &b, m) {
+    let pack_b = if b_prepacked || reads_b_in_place(kernel, &b, m) {
         0.0
     } else {
         pack(k * n, b.cs == 1)
@@ -240,10 +243,32 @@ unsafe impl<T: Send> Send for SharedMutPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
 
+/// What a caller knows about a product's operands beyond their shapes and strides.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Hints {
+    /// Drop the all-zero columns of A's packed slivers (see [`gemm`]).
+    pub(crate) drop_zero_a: bool,
+    /// B is pre-packed for repeated products: unit column stride, rows
+    /// padded with readable columns up to this count (at least `n`). It is
+    /// then read in place at any number of rows, edge tiles included, and
+    /// the product is never computed transposed: nothing of B is copied.
+    pub(crate) b_padded_cols: Option<usize>,
+}
+
+impl Hints {
+    /// Only [`Hints::drop_zero_a`] set, as given.
+    pub(crate) fn dropping_zeros(drop_zero_a: bool) -> Self {
+        Hints {
+            drop_zero_a,
+            b_padded_cols: None,
+        }
+    }
+}
+
 /// `C ← α·A·B + β·C` for an `m × k` A and a `k × n` B on `kernel`, using up to
 /// `max_threads` threads of the current rayon pool (1: no rayon calls at all).
 ///
-/// With `drop_zero_a`, A is always packed and each packed sliver's all-zero
+/// With `hints.drop_zero_a`, A is always packed and each packed sliver's all-zero
 /// columns are dropped ([`drop_zero_columns`](super::pack::drop_zero_columns)): the product of a sparse A
 /// (a batch of images) skips those k steps. Exact zeros of A
 /// then contribute nothing even against ∞ or NaN in B (as in sparse
@@ -264,8 +289,9 @@ pub(crate) unsafe fn gemm<T: Element>(
     beta: T,
     c: Operand<*mut T>,
     epilogue: Option<Epilogue<T>>,
-    drop_zero_a: bool,
+    hints: Hints,
 ) {
+    let drop_zero_a = hints.drop_zero_a;
     if m == 0 || n == 0 {
         return;
     }
@@ -275,11 +301,61 @@ pub(crate) unsafe fn gemm<T: Element>(
         unsafe { scale(m, n, beta, c, epilogue) };
         return;
     }
+    // A single row (or column) runs on the one-row kernel, with B (or Aᵀ)
+    // read in place; the same bits as the blocked loops (see `one_row`).
+    if let Some(one_row) = kernel.one_row() {
+        if m == 1 && b.cs == 1 {
+            let b_cols = hints.b_padded_cols.unwrap_or(n).max(n);
+            let epilogue = epilogue.map(|e| (e, false));
+            // SAFETY: forwarded caller contract; B has unit column stride and
+            // `b_cols` readable columns (the hint's promise).
+            unsafe {
+                one_row::gemm(
+                    kernel,
+                    one_row,
+                    max_threads,
+                    [k, n],
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                    epilogue,
+                    drop_zero_a,
+                    b_cols,
+                )
+            };
+            return;
+        }
+        if n == 1 && a.rs == 1 && !drop_zero_a && hints.b_padded_cols.is_none() {
+            // Cᵀ = Bᵀ·Aᵀ, whose B operand Aᵀ has unit column stride; the bias
+            // runs along the rows of Cᵀ.
+            let epilogue = epilogue.map(|e| (e, true));
+            // SAFETY: as above, transposed.
+            unsafe {
+                one_row::gemm(
+                    kernel,
+                    one_row,
+                    max_threads,
+                    [k, m],
+                    alpha,
+                    b.t(),
+                    a.t(),
+                    beta,
+                    c.t(),
+                    epilogue,
+                    false,
+                    m,
+                )
+            };
+            return;
+        }
+    }
     // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ (less
     // tile padding, or less packing), or on a narrower kernel. Decided from
     // shape and strides alone; ties keep the first candidate. Dropping A's
-    // zero columns needs A to stay A.
-    let orientations: &[bool] = if drop_zero_a {
+    // zero columns needs A to stay A, and a pre-packed B stays B.
+    let orientations: &[bool] = if drop_zero_a || hints.b_padded_cols.is_some() {
         &[false]
     } else {
         &[false, true]
@@ -289,9 +365,9 @@ pub(crate) unsafe fn gemm<T: Element>(
         .flat_map(|kernel| orientations.iter().map(move |&t| (kernel, t)))
         .map(|(kernel, transposed)| {
             let cycles = if transposed {
-                cost(kernel, [n, k, m], b.t(), a.t(), c.t())
+                cost(kernel, [n, k, m], b.t(), a.t(), c.t(), false)
             } else {
-                cost(kernel, [m, k, n], a, b, c)
+                cost(kernel, [m, k, n], a, b, c, hints.b_padded_cols.is_some())
             };
             ((kernel, transposed), cycles)
         })
@@ -315,6 +391,7 @@ pub(crate) unsafe fn gemm<T: Element>(
         b,
         c,
         drop_zero_a,
+        b_padded_cols: hints.b_padded_cols.filter(|_| !transposed),
     };
     // SAFETY: forwarded caller contract.
     unsafe { blocked(kernel, threads, [m, k, n], alpha, operands, beta, epilogue) }
@@ -328,6 +405,8 @@ struct Operands<T> {
     c: Operand<*mut T>,
     /// Drop the all-zero columns of A's packed slivers (see [`gemm`]).
     drop_zero_a: bool,
+    /// B is pre-packed (see [`Hints::b_padded_cols`]).
+    b_padded_cols: Option<usize>,
 }
 
 /// The five loops (see the module docs).
@@ -344,6 +423,7 @@ unsafe fn blocked<T: Element>(
         b,
         c,
         drop_zero_a,
+        b_padded_cols,
     }: Operands<T>,
     beta: T,
     epilogue: Option<(Epilogue<T>, bool)>,
@@ -428,9 +508,15 @@ unsafe fn blocked<T: Element>(
                 }
             };
             // Read in place, only a partial last B sliver is packed (kernels
-            // always read NR columns); otherwise the panel is packed.
-            let b_in_place = reads_b_in_place(kernel, &b, m);
-            let full_slivers = nc / nr;
+            // always read NR columns), unless B is padded that far;
+            // otherwise the panel is packed. A pre-packed B is read in place.
+            let b_in_place = b_padded_cols.is_some() || reads_b_in_place(kernel, &b, m);
+            let readable = b_padded_cols.unwrap_or(n);
+            let full_slivers = if jc + slivers * nr <= readable {
+                slivers
+            } else {
+                nc / nr
+            };
             let b_packed = if b_in_place {
                 let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);
                 pack_b(full_slivers, tail, false);

@@ -26,6 +26,7 @@ pub use element::Element;
 pub use view::{MatMut, MatRef};
 
 use crate::activation::Activation;
+pub(crate) use driver::Hints;
 pub(crate) use driver::unaliased_row_stride;
 use driver::{Epilogue, Operand};
 use pack::SharedPtr;
@@ -130,7 +131,7 @@ pub fn gemm_with_isa<T: Element>(
     alpha: T,
     par: Par,
 ) -> Result<(), IsaUnavailable> {
-    gemm_fused(isa, c, accum, a, b, alpha, None, false, par)
+    gemm_fused(isa, c, accum, a, b, alpha, None, Hints::default(), par)
 }
 
 /// Bias and activation fused into a GEMM's store: `C ← act(α·A·B + β·C + bias)`.
@@ -155,7 +156,7 @@ pub(crate) fn gemm_fused<T: Element>(
     b: MatRef<'_, T>,
     alpha: T,
     fused: Option<Fused<'_, T>>,
-    drop_zero_a: bool,
+    hints: Hints,
     par: Par,
 ) -> Result<(), IsaUnavailable> {
     let (m, k) = a.shape();
@@ -180,6 +181,14 @@ pub(crate) fn gemm_fused<T: Element>(
             bias.len()
         );
     }
+    // A padded B is only read as far as its slice reaches.
+    let hints = Hints {
+        b_padded_cols: hints
+            .b_padded_cols
+            .map(|cols| cols.min(b.readable_cols()))
+            .filter(|&cols| cols >= n),
+        ..hints
+    };
     let kernel = T::kernel(isa).ok_or(IsaUnavailable(isa))?;
     debug_assert_eq!(
         kernel.isa(),
@@ -225,7 +234,7 @@ pub(crate) fn gemm_fused<T: Element>(
                 beta,
                 c_op.get(),
                 epilogue,
-                drop_zero_a,
+                hints,
             )
         }
     });

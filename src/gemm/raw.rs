@@ -32,7 +32,7 @@ unsafe fn gemm_raw<T: Element>(
             beta,
             c,
             None,
-            false,
+            driver::Hints::default(),
         )
     }
 }

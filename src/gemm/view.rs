@@ -286,6 +286,24 @@ impl<'a, T> MatRef<'a, T> {
     pub(crate) fn as_ptr(&self) -> *const T {
         self.data.as_ptr().wrapping_add(self.layout.origin)
     }
+
+    /// How many columns from the start of each row lie inside the slice, for
+    /// a view with unit column stride and a non-negative row stride (0
+    /// otherwise): at least `ncols()`, more where the rows are padded.
+    pub(crate) fn readable_cols(&self) -> usize {
+        let Layout {
+            origin,
+            rows,
+            rs,
+            cs,
+            ..
+        } = self.layout;
+        if cs != 1 || rs < 0 || rows == 0 {
+            return 0;
+        }
+        let last_row = origin + (rows - 1) * rs as usize;
+        self.data.len().saturating_sub(last_row)
+    }
 }
 
 /// A mutable `rows × cols` view of a slice with arbitrary strides.

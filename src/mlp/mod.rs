@@ -29,10 +29,12 @@
 //! PyTorch's `(out, in)` order.
 
 mod file;
+mod packed;
 pub(crate) mod tensor_file;
 
 pub use file::{ModelError, NORMALIZATION};
 pub(crate) use file::{activation_to_string, architecture};
+pub use packed::{Infer, PackedMlp};
 
 use std::ops::Range;
 

@@ -101,10 +101,7 @@ fn waits_for_cores(now: Instant) -> bool {
     if last.is_some_and(|(at, _)| now - at < CONTENTION_CHECK_EVERY) {
         return false;
     }
-    let Some(waited) = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-    else {
+    let Some(waited) = schedstat_wait_ns() else {
         return false;
     };
     WAIT_SAMPLE.set(Some((now, waited)));
@@ -112,6 +109,18 @@ fn waits_for_cores(now: Instant) -> bool {
         let elapsed = (now - at).as_nanos() as u64;
         waited.saturating_sub(before) > elapsed / 4
     })
+}
+
+/// This thread's time spent runnable but waiting for a core, in ns (the
+/// second field of `/proc/thread-self/schedstat`). Read into a stack buffer:
+/// kernel calls run this, and must not allocate.
+fn schedstat_wait_ns() -> Option<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 96];
+    let mut file = std::fs::File::open("/proc/thread-self/schedstat").ok()?;
+    let len = file.read(&mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Helpers {

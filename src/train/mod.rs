@@ -17,7 +17,7 @@ use crate::data::{Dataset, strip_order};
 use crate::dense::SKIPS_ZEROS_MIN_WIDTH;
 use crate::gemm::{Isa, MatRef, Par, f32_sliver_rows};
 use crate::loss::cross_entropy_row;
-use crate::mlp::{Mlp, MlpWorkspace, argmax_rows};
+use crate::mlp::{Infer, Mlp, MlpWorkspace, argmax_rows};
 use crate::optim::{Optimizer, OptimizerState, Schedule};
 use crate::par::PoolError;
 
@@ -152,10 +152,11 @@ impl std::fmt::Display for TrainError {
 
 impl std::error::Error for TrainError {}
 
-/// Loss and accuracy on a data set, evaluated in chunks; also fills a
+/// Loss and accuracy on a data set, evaluated in chunks, by an [`Mlp`] or a
+/// [`PackedMlp`](crate::mlp::PackedMlp) (the same bits); also fills a
 /// `classes × classes` confusion matrix (`[true][predicted]`) if given.
 pub fn evaluate(
-    net: &Mlp,
+    net: &impl Infer,
     data: &Dataset,
     par: Par,
     ws: &mut MlpWorkspace,
@@ -171,7 +172,7 @@ pub fn evaluate(
         let rows = label_chunk.len();
         x.clear();
         data.gather_range(c * CHUNK..c * CHUNK + rows, &mut x);
-        let logits = net.forward(MatRef::from_row_major(&x, rows, features), ws, par);
+        let logits = net.infer(MatRef::from_row_major(&x, rows, features), ws, par);
         labels.clear();
         labels.extend(label_chunk.iter().map(|&l| l as usize));
         let logit_rows = MatRef::from_row_major(logits, rows, classes);

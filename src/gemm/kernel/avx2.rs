@@ -6,7 +6,7 @@
 //! value use 15 of the 16 ymm registers; each k step issues 12 FMAs against
 //! 8 loads, so the two FMA pipes, not the load ports, set the pace.
 
-use super::vector::{tile_body, tiles_by_rows};
+use super::vector::{one_row_kernel, tile_body, tiles_by_rows};
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::simd::Lanes;
@@ -36,6 +36,7 @@ pub(crate) static F32: Kernel<f32> = unsafe {
         [MC_F32, KC_F32, NC],
         &tiles_by_rows!(tile::<F32x8, 2>, [1, 2, 3, 4, 5, 6]),
     )
+    .with_one_row(&F32_ONE_ROW)
 };
 // SAFETY: as above.
 pub(crate) static F64: Kernel<f64> = unsafe {
@@ -45,10 +46,35 @@ pub(crate) static F64: Kernel<f64> = unsafe {
         [MC_F64, KC_F64, NC],
         &tiles_by_rows!(tile::<F64x4, 2>, [1, 2, 3, 4, 5, 6]),
     )
+    .with_one_row(&F64_ONE_ROW)
 };
 
-/// A `ROWS × NV·LANES` tile (ROWS ≤ 6, NV = 2): 6×16 for f32 and 6×8 for
-/// f64 when full; the body is [`tile_body`], compiled here for AVX2 + FMA.
+/// Vectors of the one-row kernel, `1 × 12` vectors (96 f32, 48 f64):
+/// twelve independent accumulators where a single row of the full tile
+/// has two; with one broadcast and B as memory operands, 13 of the 16 ymm
+/// registers.
+const ONE_ROW_VECTORS: usize = 12;
+
+// SAFETY: as above.
+static F32_ONE_ROW: Kernel<f32> = unsafe {
+    one_row_kernel!(
+        Isa::Avx2Fma,
+        tile::<F32x8, ONE_ROW_VECTORS>,
+        KC_F32,
+        96 * 42
+    )
+};
+// SAFETY: as above.
+static F64_ONE_ROW: Kernel<f64> = unsafe {
+    one_row_kernel!(
+        Isa::Avx2Fma,
+        tile::<F64x4, ONE_ROW_VECTORS>,
+        KC_F64,
+        96 * 42
+    )
+};
+/// A `ROWS × NV·LANES` tile (ROWS ≤ 6 with NV = 2: 6×16 for f32 and 6×8
+/// for f64 when full; or ROWS = 1 with NV = 12); the body is [`tile_body`], compiled here for AVX2 + FMA.
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.

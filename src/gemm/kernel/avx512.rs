@@ -14,11 +14,14 @@
 //! 97% of peak there), and up to [`ALIASED_B_IN_PLACE_MAX_ROWS`] rows even
 //! when B's rows are a multiple of 4 KiB apart.
 //!
+//! Products of one row (a single sample's forward pass) run on a 1 × 16
+//! vector kernel instead (see [`ONE_ROW_VECTORS`]).
+//!
 //! Products with few columns (an output layer's n = 10) would waste most of
 //! a 32-wide tile, so each kernel carries a one-vector-wide twin (12×16 for
 //! f32, 12×8 for f64) that the driver picks by its cost model.
 
-use super::vector::{tile_body, tiles_by_rows};
+use super::vector::{one_row_kernel, tile_body, tiles_by_rows};
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::gemm::dispatch::Isa;
 use crate::simd::Lanes;
@@ -72,18 +75,35 @@ macro_rules! avx512_kernel {
     };
 }
 
-// SAFETY (all four): the tiles need AVX-512F (plus AVX2/FMA, implied by
+/// Vectors of the one-row kernel, `1 × 16` vectors (256 f32, 128 f64):
+/// sixteen independent accumulators cover the FMA latency that a single row
+/// of the full tile (two accumulators) waits on, and each k step reads a
+/// whole 1 KiB row of a 256-wide B, so B streams from L2 front to back (at
+/// about 50 bytes a cycle here; tiles of half rows, 1 KiB apart, got 35).
+const ONE_ROW_VECTORS: usize = 16;
+
+// SAFETY (all six): the tiles need AVX-512F (plus AVX2/FMA, implied by
 // `Isa::Avx512`); `Element::kernel` hands these out (the narrow ones through
 // their wide twin) only after `Isa::Avx512.is_available()` returned true.
-pub(crate) static F32: Kernel<f32> =
-    unsafe { avx512_kernel!(F32x16, 2, MC_F32, KC_F32).with_narrow(&F32_NARROW) };
+pub(crate) static F32: Kernel<f32> = unsafe {
+    avx512_kernel!(F32x16, 2, MC_F32, KC_F32)
+        .with_narrow(&F32_NARROW)
+        .with_one_row(&F32_ONE_ROW)
+};
+static F32_ONE_ROW: Kernel<f32> =
+    unsafe { one_row_kernel!(Isa::Avx512, tile::<F32x16, ONE_ROW_VECTORS>, KC_F32, 4096) };
 static F32_NARROW: Kernel<f32> = unsafe { avx512_kernel!(F32x16, 1, MC_F32, KC_F32) };
-pub(crate) static F64: Kernel<f64> =
-    unsafe { avx512_kernel!(F64x8, 2, MC_F64, KC_F64).with_narrow(&F64_NARROW) };
+pub(crate) static F64: Kernel<f64> = unsafe {
+    avx512_kernel!(F64x8, 2, MC_F64, KC_F64)
+        .with_narrow(&F64_NARROW)
+        .with_one_row(&F64_ONE_ROW)
+};
+static F64_ONE_ROW: Kernel<f64> =
+    unsafe { one_row_kernel!(Isa::Avx512, tile::<F64x8, ONE_ROW_VECTORS>, KC_F64, 4096) };
 static F64_NARROW: Kernel<f64> = unsafe { avx512_kernel!(F64x8, 1, MC_F64, KC_F64) };
 
-/// A `ROWS × NV·LANES` tile (ROWS ≤ 12, NV = 1 or 2): up to 12×32 for f32
-/// and 12×16 for f64; the body is [`tile_body`], compiled here for AVX-512F.
+/// A `ROWS × NV·LANES` tile (ROWS ≤ 12 with NV = 1 or 2, up to 12×32 for
+/// f32 and 12×16 for f64; or ROWS = 1 with NV = 16); the body is [`tile_body`], compiled here for AVX-512F.
 ///
 /// # Safety
 /// The CPU supports AVX-512F, AVX2 and FMA; the pointers satisfy the kernel

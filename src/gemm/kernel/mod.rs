@@ -85,8 +85,9 @@ pub(crate) type TileFn<T> = unsafe fn(
     epilogue: Option<&TileEpilogue<T>>,
 );
 
-/// The largest NR of any kernel: the size of a padded bias for an edge tile.
-pub(crate) const MAX_NR: usize = 32;
+/// The largest NR of any kernel (the AVX-512 f32 one-row kernel, 1 × 256):
+/// the size of a padded bias for an edge tile.
+pub(crate) const MAX_NR: usize = 256;
 
 /// What a kernel does to a finished tile before storing it (only on the last
 /// k panel): `C ← act(C + bias)`, on the register tile.
@@ -122,6 +123,9 @@ pub struct Kernel<T: 'static> {
     tiles: &'static [TileFn<T>],
     /// A narrower kernel of the same ISA, for products with few columns.
     narrow: Option<&'static Kernel<T>>,
+    /// A one-row kernel of the same ISA and KC, for products of one row
+    /// (see [`Kernel::one_row`]).
+    one_row: Option<&'static Kernel<T>>,
     /// Products with at most this many rows read a row-contiguous B in
     /// place rather than packing it (see [`Kernel::reading_b_in_place_up_to`]).
     pub(crate) b_in_place_max_rows: usize,
@@ -157,6 +161,7 @@ impl<T: Element> Kernel<T> {
             nc,
             tiles,
             narrow: None,
+            one_row: None,
             b_in_place_max_rows: B_IN_PLACE_MAX_ROWS,
             aliased_b_in_place_max_rows: 0,
         }
@@ -184,6 +189,31 @@ impl<T: Element> Kernel<T> {
             narrow: Some(narrow),
             ..self
         }
+    }
+
+    /// This kernel, with `one_row` (MR = 1, wider than this kernel, of the
+    /// same ISA and KC) offered to the driver for products of one row. The
+    /// shared KC makes the driver split k into the same panels whichever it
+    /// runs, so a row of C gets the same bits alone as in a batch.
+    pub(crate) const fn with_one_row(self, one_row: &'static Kernel<T>) -> Self {
+        assert!(
+            one_row.kc == self.kc
+                && one_row.mr == 1
+                && one_row.nr > self.nr
+                && one_row.one_row.is_none()
+                && one_row.narrow.is_none()
+        );
+        Kernel {
+            one_row: Some(one_row),
+            ..self
+        }
+    }
+
+    /// The kernel for products of one row: one row of the full tile has
+    /// too few independent accumulators to hide the FMA latency (two on
+    /// AVX-512), this one has enough.
+    pub(crate) fn one_row(&self) -> Option<&'static Kernel<T>> {
+        self.one_row
     }
 
     /// This kernel and its narrow twin, if any: the candidates the driver's
@@ -246,16 +276,23 @@ impl<T: Element> Kernel<T> {
             };
             return;
         }
-        // A column bias of a narrow tile is padded, so the kernel may read NR values.
-        let mut padded_bias = [T::ZERO; MAX_NR];
+        // A column bias of a narrow tile is padded, so the kernel may read NR
+        // values. Only this kernel's NR are written: zeroing all of MAX_NR
+        // (1 KiB for f32) for every edge tile would cost more than the tile.
+        let mut padded_bias = [core::mem::MaybeUninit::<T>::uninit(); MAX_NR];
         let padded = epilogue.map(|e| {
             if !e.bias.is_null() && !e.bias_per_row {
-                for (j, slot) in padded_bias.iter_mut().enumerate().take(cols) {
+                for (j, slot) in padded_bias[..self.nr].iter_mut().enumerate() {
                     // SAFETY: the caller vouches for `cols` bias values.
-                    *slot = unsafe { *e.bias.add(j) };
+                    slot.write(if j < cols {
+                        unsafe { *e.bias.add(j) }
+                    } else {
+                        T::ZERO
+                    });
                 }
                 TileEpilogue {
-                    bias: padded_bias.as_ptr(),
+                    // The kernel reads the NR values written above.
+                    bias: padded_bias.as_ptr().cast::<T>(),
                     ..*e
                 }
             } else {

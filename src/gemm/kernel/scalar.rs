@@ -19,24 +19,55 @@ const KC: usize = 256;
 /// Columns of B per packed panel.
 const NC: usize = 4096;
 
-// SAFETY: the portable kernel runs on every CPU.
-pub(crate) static F32: Kernel<f32> =
-    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f32>()) };
-// SAFETY: as above.
-pub(crate) static F64: Kernel<f64> =
-    unsafe { Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f64>()) };
+/// Columns of the one-row kernel: 16 independent sums rather than the full
+/// tile's 4, which a single row would wait on.
+const ONE_ROW_NR: usize = 16;
+
+// SAFETY (all four): the portable kernel runs on every CPU.
+pub(crate) static F32: Kernel<f32> = unsafe {
+    Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f32>())
+        .with_one_row(&F32_ONE_ROW)
+};
+pub(crate) static F64: Kernel<f64> = unsafe {
+    Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f64>())
+        .with_one_row(&F64_ONE_ROW)
+};
+static F32_ONE_ROW: Kernel<f32> = unsafe { one_row_kernel::<f32>() };
+static F64_ONE_ROW: Kernel<f64> = unsafe { one_row_kernel::<f64>() };
 
 /// The tile functions for 1 ..= MR rows.
 const fn tiles_by_rows<T: Element>() -> [TileFn<T>; MR] {
-    [tile::<T, 1>, tile::<T, 2>, tile::<T, 3>, tile::<T, 4>]
+    [
+        tile::<T, 1, NR>,
+        tile::<T, 2, NR>,
+        tile::<T, 3, NR>,
+        tile::<T, 4, NR>,
+    ]
 }
 
-/// `C[0..ROWS, 0..NR] := β·C + α·A·B` (ROWS ≤ MR); see the module contract.
+/// The `1 × 16` kernel for products of one row, at the full kernel's KC.
+///
+/// # Safety
+/// Always sound: the portable tiles run on every CPU.
+const unsafe fn one_row_kernel<T: Element>() -> Kernel<T> {
+    // SAFETY: as for the full kernel.
+    unsafe {
+        Kernel::new(
+            Isa::Scalar,
+            [1, ONE_ROW_NR],
+            [1, KC, NC],
+            &[tile::<T, 1, ONE_ROW_NR>],
+        )
+    }
+}
+
+/// `C[0..ROWS, 0..NR] := β·C + α·A·B` (ROWS ≤ MR; NR = 4, or 16 for the
+/// one-row kernel); see the module contract.
 ///
 /// # Safety
 /// The kernel contract in [`super`]: `a` holds `k·MR` and `b` holds `k·NR`
 /// readable values, and `c + i·rsc + j` is valid for `i < MR`, `j < NR`.
-unsafe fn tile<T: Element, const ROWS: usize>(
+unsafe fn tile<T: Element, const ROWS: usize, const NR: usize>(
     steps: KSteps<'_>,
     alpha: T,
     a: *const T,

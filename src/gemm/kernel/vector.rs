@@ -11,11 +11,26 @@ use crate::simd::Lanes;
 /// The tile functions `shim::<V, NV, r>` for each listed row count `r`, in
 /// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide.
 macro_rules! tiles_by_rows {
-    ($shim:ident::<$v:ty, $nv:literal>, [$($rows:literal),*]) => {
-        [$($shim::<$v, $nv, $rows> as TileFn<<$v as Lanes>::Elem>),*]
+    ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*]) => {
+        [$($shim::<$v, { $nv }, $rows> as TileFn<<$v as Lanes>::Elem>),*]
     };
 }
 pub(crate) use tiles_by_rows;
+
+/// The one-row kernel of a vector ISA (see [`Kernel::one_row`](super::Kernel::one_row)):
+/// `shim::<V, NV, 1>`, a `1 × NV·LANES` tile, with the KC of the full
+/// kernel it serves.
+macro_rules! one_row_kernel {
+    ($isa:expr, $shim:ident::<$v:ty, $nv:tt>, $kc:expr, $nc:expr) => {
+        Kernel::new(
+            $isa,
+            [1, $nv * <$v as Lanes>::LANES],
+            [1, $kc, $nc],
+            &tiles_by_rows!($shim::<$v, $nv>, [1]),
+        )
+    };
+}
+pub(crate) use one_row_kernel;
 
 /// A `ROWS × NV·LANES` tile: `ROWS` broadcast A values against `NV` B
 /// vectors per k step, `NV·ROWS` accumulators. Fewer rows than MR serve the
