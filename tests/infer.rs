@@ -191,3 +191,48 @@ fn packed_forward_names_the_shapes() {
         Par::Seq,
     );
 }
+
+#[test]
+fn one_row_forward_with_bias_into_strided_output() {
+    // A single sample through wᵀ stored (in, out): the one-row path, here
+    // with a bias and an output whose columns are 2 apart (NaN between).
+    for outputs in [10, 33, 256, 300] {
+        let (inputs_n, sparse) = (70, true);
+        let x = inputs(1, inputs_n, sparse, 21);
+        let wt = inputs(inputs_n, outputs, false, 22);
+        let w = MatRef::from_col_major(&wt, outputs, inputs_n);
+        let bias = inputs(1, outputs, false, 23);
+        let x = MatRef::from_row_major(&x, 1, inputs_n);
+        let mut got = vec![f32::NAN; 2 * outputs];
+        let mut want = vec![0.0f32; outputs];
+        dense::forward(
+            x,
+            w,
+            Some(&bias),
+            Activation::Sigmoid,
+            MatMut::from_strides(&mut got, 1, outputs, 2 * outputs as isize, 2),
+            Accum::Replace,
+            Par::Seq,
+        );
+        dense::reference::forward(
+            x,
+            w,
+            Some(&bias),
+            Activation::Sigmoid,
+            MatMut::from_row_major(&mut want, 1, outputs),
+            Accum::Replace,
+        );
+        for o in 0..outputs {
+            assert!(
+                (got[2 * o] - want[o]).abs() <= 1e-5,
+                "out {outputs}, column {o}: {} vs {}",
+                got[2 * o],
+                want[o]
+            );
+            assert!(
+                got[2 * o + 1].is_nan(),
+                "out {outputs}: the gap after column {o} was written"
+            );
+        }
+    }
+}

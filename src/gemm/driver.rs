@@ -26,7 +26,9 @@
 //! sequence of floating-point operations whatever the number of threads:
 //! results are bitwise identical for 1, 2, 3 or more threads. The same holds
 //! for the choice of orientation (computing `Cᵀ = BᵀAᵀ` for skinny shapes),
-//! which depends on the shape and strides alone.
+//! which depends on the shape and strides alone, and for a single row,
+//! which runs on a one-row kernel with the same panels ([`one_row`]): a row
+//! of C does not depend on the other rows computed with it.
 
 mod one_row;
 

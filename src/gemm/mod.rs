@@ -65,7 +65,9 @@ impl<T: Element> Accum<T> {
 /// A is `m × k`, B is `k × n`, C is `m × n`; each may have any strides
 /// (transposed views from `.t()` included). Uses the kernel of
 /// [`Isa::selected`] and the threads `par` allows; the result is bitwise
-/// identical for every `par`.
+/// identical for every `par`, and batch-invariant: a row of C gets the same
+/// bits computed alone (`m = 1`, which runs on a one-row kernel) as inside
+/// a product of any number of rows.
 ///
 /// # Panics
 /// * If `A.ncols() != B.nrows()` (names both shapes).

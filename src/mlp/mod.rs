@@ -300,6 +300,12 @@ impl Mlp {
     /// Runs the network on `x` (batch × inputs), returning the logits
     /// (batch × classes, row-major) held in the workspace.
     ///
+    /// A row's logits are bitwise the same computed alone or in a batch of
+    /// any size, on any thread count (up to the sign of an exact zero, and
+    /// a zero input against an infinite weight, see [`PackedMlp::forward`]).
+    /// For repeated inference, [`Mlp::packed`] gives the same bits without
+    /// copying any weight per call.
+    ///
     /// # Panics
     /// If `x` does not have `sizes[0]` columns.
     #[track_caller]

@@ -107,6 +107,9 @@ impl<'k, T: Element> ColumnPlan<'k, T> {
 /// # Safety
 /// As [`super::gemm`] with `m = 1`, `k ≥ 1`, `b.cs = 1` and `B[p, j]`
 /// readable for `j < b_cols`.
+// Out of line: inlined, it grew the blocked driver's entry and cost the
+// smallest products (32×10×256) a few percent.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm<T: Element>(
     kernel: &'static Kernel<T>,
@@ -127,7 +130,11 @@ pub(super) unsafe fn gemm<T: Element>(
         .variants()
         .last()
         .expect("a kernel has itself as a variant");
-    let plan = ColumnPlan::new([one_row, kernel, narrowest], n);
+    // The one-row kernel writes C with vector stores; a C with strided
+    // columns would put its tiles through the temporary edge tile, whose
+    // bias padding only fits the full kernels' NR.
+    let widest = if c.cs == 1 { one_row } else { kernel };
+    let plan = ColumnPlan::new([widest, kernel, narrowest], n);
     let threads = if n.saturating_mul(k) < min_parallel_work() {
         1
     } else {
