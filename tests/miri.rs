@@ -103,7 +103,16 @@ fn gemm_small_shapes_all_layouts() {
 /// Miri sees, so this test's teeth are the Miri runs with SIMD enabled).
 #[test]
 fn b_read_in_place_ends_at_its_allocation() {
-    for (m, k, n) in [(3, 4, 16), (2, 3, 32), (5, 1, 64), (13, 2, 16)] {
+    // One row (the one-row kernel, its leftover columns and a partial last
+    // tile copied out of B) too.
+    for (m, k, n) in [
+        (3, 4, 16),
+        (2, 3, 32),
+        (5, 1, 64),
+        (13, 2, 16),
+        (1, 3, 300),
+        (1, 2, 10),
+    ] {
         let a = values(m * k, 9);
         let b = values(k * n, 10);
         let (av, bv) = (
@@ -259,5 +268,25 @@ fn pack_buffers_are_reused_across_calls_and_types() {
         )
         .unwrap();
         assert_eq!(c[8], 9.0);
+    }
+}
+
+/// A pre-packed network reads its padded weights in place, edge tiles
+/// included; one image and a small batch, with zero inputs skipped.
+#[test]
+fn packed_forward_reads_inside_its_weights() {
+    use densekit::activation::Activation;
+    use densekit::mlp::{Mlp, MlpWorkspace};
+    // Identity hidden layers: Miri has no AVX-512 max (ReLU).
+    let net = Mlp::new(&[70, 40, 5], Activation::Identity, 1);
+    let packed = net.packed();
+    let x: Vec<f32> = (0..3 * 70)
+        .map(|i| if i % 4 == 0 { 0.5 } else { 0.0 })
+        .collect();
+    for batch in [1, 3] {
+        let x = MatRef::from_row_major(&x[..batch * 70], batch, 70);
+        let (mut ws, mut packed_ws) = (MlpWorkspace::new(), MlpWorkspace::new());
+        let want = net.forward(x, &mut ws, Par::Seq).to_vec();
+        assert_eq!(packed.forward(x, &mut packed_ws, Par::Seq), &want[..]);
     }
 }

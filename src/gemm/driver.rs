@@ -521,7 +521,9 @@ unsafe fn blocked<T: Element>(
             };
             let b_packed = if b_in_place {
                 let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);
-                pack_b(full_slivers, tail, false);
+                if full_slivers < slivers {
+                    pack_b(full_slivers, tail, false);
+                }
                 tail
             } else {
                 b_buf.slice::<T>(slivers * nr * kc)
