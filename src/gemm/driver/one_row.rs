@@ -187,7 +187,7 @@ pub(super) unsafe fn gemm<T: Element>(
             }
         };
 
-        // One column tile of the row sliver.
+        // One column tile of the row.
         let run = |t: usize, scratch: &mut EdgeTile<T>| {
             let (tile_kernel, j, cols) = plan.tile(t);
             let b_sliver = match tail {

@@ -82,7 +82,7 @@ macro_rules! avx512_kernel {
 /// about 50 bytes a cycle here; tiles of half rows, 1 KiB apart, got 35).
 const ONE_ROW_VECTORS: usize = 16;
 
-// SAFETY (all six): the tiles need AVX-512F (plus AVX2/FMA, implied by
+// SAFETY: the tiles need AVX-512F (plus AVX2/FMA, implied by
 // `Isa::Avx512`); `Element::kernel` hands these out (the narrow ones through
 // their wide twin) only after `Isa::Avx512.is_available()` returned true.
 pub(crate) static F32: Kernel<f32> = unsafe {
@@ -90,20 +90,26 @@ pub(crate) static F32: Kernel<f32> = unsafe {
         .with_narrow(&F32_NARROW)
         .with_one_row(&F32_ONE_ROW)
 };
+// SAFETY: as above (handed out through its full twin).
 static F32_ONE_ROW: Kernel<f32> =
     unsafe { one_row_kernel!(Isa::Avx512, tile::<F32x16, ONE_ROW_VECTORS>, KC_F32, 4096) };
+// SAFETY: as above.
 static F32_NARROW: Kernel<f32> = unsafe { avx512_kernel!(F32x16, 1, MC_F32, KC_F32) };
+// SAFETY: as above.
 pub(crate) static F64: Kernel<f64> = unsafe {
     avx512_kernel!(F64x8, 2, MC_F64, KC_F64)
         .with_narrow(&F64_NARROW)
         .with_one_row(&F64_ONE_ROW)
 };
+// SAFETY: as above.
 static F64_ONE_ROW: Kernel<f64> =
     unsafe { one_row_kernel!(Isa::Avx512, tile::<F64x8, ONE_ROW_VECTORS>, KC_F64, 4096) };
+// SAFETY: as above.
 static F64_NARROW: Kernel<f64> = unsafe { avx512_kernel!(F64x8, 1, MC_F64, KC_F64) };
 
 /// A `ROWS × NV·LANES` tile (ROWS ≤ 12 with NV = 1 or 2, up to 12×32 for
-/// f32 and 12×16 for f64; or ROWS = 1 with NV = 16); the body is [`tile_body`], compiled here for AVX-512F.
+/// f32 and 12×16 for f64; or ROWS = 1 with NV = 16); the body is
+/// [`tile_body`], compiled here for AVX-512F.
 ///
 /// # Safety
 /// The CPU supports AVX-512F, AVX2 and FMA; the pointers satisfy the kernel

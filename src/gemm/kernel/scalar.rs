@@ -23,16 +23,19 @@ const NC: usize = 4096;
 /// tile's 4, which a single row would wait on.
 const ONE_ROW_NR: usize = 16;
 
-// SAFETY (all four): the portable kernel runs on every CPU.
+// SAFETY: the portable kernel runs on every CPU.
 pub(crate) static F32: Kernel<f32> = unsafe {
     Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f32>())
         .with_one_row(&F32_ONE_ROW)
 };
+// SAFETY: as above.
 pub(crate) static F64: Kernel<f64> = unsafe {
     Kernel::new(Isa::Scalar, [MR, NR], [MC, KC, NC], &tiles_by_rows::<f64>())
         .with_one_row(&F64_ONE_ROW)
 };
+// SAFETY: as above.
 static F32_ONE_ROW: Kernel<f32> = unsafe { one_row_kernel::<f32>() };
+// SAFETY: as above.
 static F64_ONE_ROW: Kernel<f64> = unsafe { one_row_kernel::<f64>() };
 
 /// The tile functions for 1 ..= MR rows.
