@@ -424,18 +424,24 @@ impl Mlp {
     /// instead of copying them); the logits stay dense, as
     /// [`forward`](Self::forward) returns them.
     fn output_stride(&self, layer: usize) -> usize {
-        let outputs = self.sizes[layer + 1];
-        if layer + 1 == self.layers() {
-            outputs
-        } else {
-            unaliased_row_stride::<f32>(outputs)
-        }
+        output_stride(&self.sizes, layer)
     }
 
     /// Layer `layer`'s output buffer as a `batch × size` view.
     fn output_view<'a>(&self, buffer: &'a [f32], layer: usize, batch: usize) -> MatRef<'a, f32> {
         let stride = self.output_stride(layer) as isize;
         MatRef::from_strides(buffer, batch, self.sizes[layer + 1], stride, 1)
+    }
+}
+
+/// The row stride of layer `layer`'s output buffer in a network of these
+/// sizes (see [`Mlp::output_stride`]); [`PackedMlp`] lays its buffers out alike.
+fn output_stride(sizes: &[usize], layer: usize) -> usize {
+    let outputs = sizes[layer + 1];
+    if layer + 2 == sizes.len() {
+        outputs
+    } else {
+        unaliased_row_stride::<f32>(outputs)
     }
 }
 

@@ -17,7 +17,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Mlp, MlpWorkspace};
+use super::{Mlp, MlpWorkspace, output_stride};
 use crate::activation::Activation;
 use crate::dense::skips_zeros;
 use crate::gemm::{
@@ -184,19 +184,16 @@ impl PackedMlp {
         for (l, layer) in self.layers.iter().enumerate() {
             let (done, rest) = ws.outputs.split_at_mut(l);
             let y = &mut rest[0];
-            // Hidden outputs at the stride `Mlp` uses, so the next layer
-            // reads them the same way; the logits dense.
-            let stride = match l + 1 == layers {
-                true => layer.outputs,
-                false => unaliased_row_stride::<f32>(layer.outputs),
-            };
+            // Outputs at the strides `Mlp` uses, so each layer reads its
+            // input the same way; the logits dense.
+            let stride = output_stride(&self.sizes, l);
             y.resize(batch * stride, 0.0);
             let input = match l {
                 0 => x,
                 _ => {
-                    let prev = &self.layers[l - 1];
-                    let prev_stride = unaliased_row_stride::<f32>(prev.outputs) as isize;
-                    MatRef::from_strides(&done[l - 1], batch, prev.outputs, prev_stride, 1)
+                    let (prev, prev_stride) =
+                        (&self.layers[l - 1], output_stride(&self.sizes, l - 1));
+                    MatRef::from_strides(&done[l - 1], batch, prev.outputs, prev_stride as isize, 1)
                 }
             };
             let wt = MatRef::from_strides(
