@@ -18,7 +18,8 @@
 //! inputs below −87.3 flushes its subnormal result to 0).
 
 use crate::gemm::Element;
-use crate::simd::{self, Lanes};
+use crate::isa::{Lanes, MAX_LANES, Simd, SimdFn, VectorOf, dispatch};
+use crate::simd::{self, map_lanes};
 
 /// Largest error of [`Activation::Sigmoid`] in f32 ulps (see the module docs).
 pub const SIGMOID_MAX_ULP: u32 = 2;
@@ -194,46 +195,22 @@ unsafe fn tanh<V: Lanes>(z: V) -> V {
 /// included, goes through the same vector code, so results do not depend on
 /// where a slice starts or ends.
 fn lanes_dispatch<T: Element>(values: &mut [T], act: Activation) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
-        // SAFETY: AVX2 and FMA were detected: Isa::selected only returns available
-        // ISAs, and every ISA from Avx2Fma up includes them (the enum order).
-        unsafe { activation_avx2::<T::Avx2>(values, act) };
-        return;
-    }
-    for v in values.iter_mut() {
-        // SAFETY: the scalar Lanes implementation runs on every CPU.
-        *v = unsafe { act.apply_lanes(*v) };
-    }
+    dispatch(ApplyRow { act, values });
 }
 
-/// The AVX2 shim of [`lanes_dispatch`]: whole vectors, then the tail through
-/// a padded vector so it sees the same instructions.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn activation_avx2<V: Lanes>(values: &mut [V::Elem], act: Activation) {
-    let mut chunks = values.chunks_exact_mut(V::LANES);
-    for chunk in &mut chunks {
-        // SAFETY: the chunk holds exactly LANES elements; AVX2+FMA are enabled here.
-        unsafe {
-            let y = act.apply_lanes(V::loadu(chunk.as_ptr()));
-            y.storeu(chunk.as_mut_ptr());
-        }
-    }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let mut pad = [V::Elem::ZERO; 8];
-        pad[..tail.len()].copy_from_slice(tail);
-        // SAFETY: `pad` holds 8 ≥ LANES elements; AVX2+FMA are enabled here.
-        unsafe {
-            let y = act.apply_lanes(V::loadu(pad.as_ptr()));
-            y.storeu(pad.as_mut_ptr());
-        }
-        let n = tail.len();
-        tail.copy_from_slice(&pad[..n]);
+/// The body of [`lanes_dispatch`], generic over the ISA.
+struct ApplyRow<'a, T> {
+    act: Activation,
+    values: &'a mut [T],
+}
+
+impl<T: Element> SimdFn for ApplyRow<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn call<S: Simd>(self) {
+        let act = self.act;
+        // SAFETY: `call` runs under S's target features (trait contract).
+        unsafe { map_lanes::<VectorOf<T, S>>(self.values, |v| act.apply_lanes(v)) }
     }
 }
 
@@ -249,31 +226,38 @@ pub(crate) fn backward_row<T: Element>(
     db_sum: &mut [T],
 ) -> T {
     debug_assert!(y.len() == dy.len() && dy.len() == dz.len() && dz.len() == db_sum.len());
-    #[cfg(target_arch = "x86_64")]
-    if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
-        // SAFETY: AVX2 and FMA were detected: Isa::selected only returns available
-        // ISAs, and every ISA from Avx2Fma up includes them (the enum order).
-        return unsafe { backward_row_avx2::<T::Avx2>(act, y, dy, dz, db_sum) };
-    }
-    // SAFETY: the scalar Lanes implementation runs on every CPU.
-    unsafe { backward_row_body::<T>(act, y, dy, dz, db_sum) }
+    dispatch(BackwardRow {
+        act,
+        y,
+        dy,
+        dz,
+        db_sum,
+    })
 }
 
-/// AVX2 shim of [`backward_row`].
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn backward_row_avx2<V: Lanes>(
+/// The body of [`backward_row`], generic over the ISA.
+struct BackwardRow<'a, T> {
     act: Activation,
-    y: &[V::Elem],
-    dy: &[V::Elem],
-    dz: &mut [V::Elem],
-    db_sum: &mut [V::Elem],
-) -> V::Elem {
-    // SAFETY: AVX2+FMA are enabled here.
-    unsafe { backward_row_body::<V>(act, y, dy, dz, db_sum) }
+    y: &'a [T],
+    dy: &'a [T],
+    dz: &'a mut [T],
+    db_sum: &'a mut [T],
+}
+
+impl<T: Element> SimdFn for BackwardRow<'_, T> {
+    type Output = T;
+    #[inline(always)]
+    unsafe fn call<S: Simd>(self) -> T {
+        let BackwardRow {
+            act,
+            y,
+            dy,
+            dz,
+            db_sum,
+        } = self;
+        // SAFETY: `call` runs under S's target features (trait contract).
+        unsafe { backward_row_body::<VectorOf<T, S>>(act, y, dy, dz, db_sum) }
+    }
 }
 
 /// One vector of [`backward_row`]. A function, not a closure: closures are
@@ -323,7 +307,7 @@ unsafe fn backward_row_body<V: Lanes>(
         _ => None,
     };
     // SAFETY (whole body): every pointer below addresses LANES elements
-    // inside a slice of the row's length, or inside an 8-element pad.
+    // inside a slice of the row's length, or inside a MAX_LANES-element pad.
     unsafe {
         let mut slope = V::splat(V::Elem::ZERO);
         let whole = y.len() / l * l;
@@ -334,7 +318,7 @@ unsafe fn backward_row_body<V: Lanes>(
         }
         let rest = y.len() - whole;
         if rest > 0 {
-            let mut pads = [[V::Elem::ZERO; 8]; 4];
+            let mut pads = [[V::Elem::ZERO; MAX_LANES]; 4];
             pads[0][..rest].copy_from_slice(&y[whole..]);
             pads[1][..rest].copy_from_slice(&dy[whole..]);
             pads[3][..rest].copy_from_slice(&db_sum[whole..]);
@@ -349,7 +333,7 @@ unsafe fn backward_row_body<V: Lanes>(
             dz[whole..].copy_from_slice(&pdz[..rest]);
             db_sum[whole..].copy_from_slice(&pdb[..rest]);
         }
-        let mut lanes = [V::Elem::ZERO; 8];
+        let mut lanes = [V::Elem::ZERO; MAX_LANES];
         slope.storeu(lanes.as_mut_ptr());
         lanes[..l].iter().fold(V::Elem::ZERO, |s, &v| s + v)
     }

@@ -2,9 +2,9 @@
 //!
 //! SIMD-optimized numeric kernels for neural networks.
 //!
-//! * [`gemm`]: cache-blocked, run-time dispatched (AVX2+FMA or portable),
-//!   rayon-threaded matrix multiplication for `f32` and `f64`, bitwise
-//!   deterministic for any thread count. [`sgemm`] and [`dgemm`] take
+//! * [`gemm`]: cache-blocked, run-time dispatched (AVX-512, AVX2+FMA, NEON
+//!   or portable), rayon-threaded matrix multiplication for `f32` and
+//!   `f64`, bitwise deterministic for any thread count. [`sgemm`] and [`dgemm`] take
 //!   `matrixmultiply`'s exact arguments.
 //!
 //! ```
@@ -23,6 +23,7 @@ pub mod atomic_file;
 pub mod data;
 pub mod dense;
 pub mod gemm;
+mod isa;
 pub mod loss;
 pub mod mlp;
 pub mod optim;

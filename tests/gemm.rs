@@ -589,9 +589,9 @@ fn alpha_zero_and_k_zero_never_read_inputs() {
     }
 }
 
-/// Set `DENSEKIT_REQUIRE_ISA=avx2` (as `.ci/run` does on x86-64) to make the
-/// suite fail when that kernel path cannot run here, instead of silently
-/// testing only the portable one.
+/// Set `DENSEKIT_REQUIRE_ISA=avx2` (as `.ci/run` does on x86-64; `neon` in
+/// its emulated aarch64 run) to make the suite fail when that kernel path
+/// cannot run here, instead of silently testing only the portable one.
 #[test]
 fn required_isa_paths_are_present_and_selected() {
     if let Ok(names) = std::env::var("DENSEKIT_REQUIRE_ISA") {
@@ -614,6 +614,7 @@ fn required_isa_paths_are_present_and_selected() {
             )
             .unwrap();
             assert_eq!(c, [6.0]);
+            assert!(isa.has_run(), "required ISA {isa}: its kernel did not run");
         }
     }
     if let Ok(name) = std::env::var(densekit::gemm::ISA_ENV_VAR) {
@@ -623,7 +624,10 @@ fn required_isa_paths_are_present_and_selected() {
             forced,
             "DENSEKIT_ISA={name} was not honoured"
         );
+    } else {
+        assert_eq!(Isa::selected(), Isa::best(), "unforced, the best ISA runs");
     }
+    println!("selected ISA: {}", Isa::selected());
 }
 
 #[test]

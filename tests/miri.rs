@@ -26,6 +26,8 @@ use densekit::gemm::{Accum, Isa, MatMut, MatRef, Par, gemm_with_isa, reference};
 fn simd_paths_enabled_at_compile_time_are_available() {
     let avx2 = cfg!(all(target_feature = "avx2", target_feature = "fma"));
     let avx512 = avx2 && cfg!(target_feature = "avx512f");
+    // NEON is part of the aarch64 baseline: always compiled in there.
+    assert_eq!(Isa::Neon.is_available(), cfg!(target_arch = "aarch64"));
     if cfg!(miri) {
         assert_eq!(Isa::Avx2Fma.is_available(), avx2);
         assert_eq!(Isa::Avx512.is_available(), avx512);

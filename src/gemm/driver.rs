@@ -34,11 +34,11 @@ mod one_row;
 
 use rayon::prelude::*;
 
-use super::dispatch::Isa;
-use super::element::Element;
 use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
 use super::pack::{PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
+use crate::isa::Element;
+use crate::isa::Isa;
 
 use crate::par::min_parallel_work;
 

@@ -11,18 +11,15 @@
 //! register-tiled microkernel (`kernel`), chosen at run time for the CPU
 //! ([`Isa`]).
 
-mod dispatch;
 mod driver;
-mod element;
 pub(crate) mod kernel;
 mod pack;
 pub(crate) mod raw;
 pub mod reference;
 mod view;
 
+pub use crate::isa::{Element, ISA_ENV_VAR, Isa, IsaUnavailable};
 pub use crate::par::Par;
-pub use dispatch::{ISA_ENV_VAR, Isa, IsaUnavailable};
-pub use element::Element;
 pub use view::{MatMut, MatRef};
 
 use crate::activation::Activation;
@@ -35,7 +32,7 @@ pub(crate) use pack::transpose_padded;
 /// Rows of A in one packed sliver of the f32 kernel for `isa` (its MR): the
 /// rows whose all-zero columns a zero-skipping product drops together.
 pub(crate) fn f32_sliver_rows(isa: Isa) -> usize {
-    <f32 as Element>::kernel(isa).map_or(1, |k| k.mr)
+    kernel::lookup::<f32>(isa).map_or(1, |k| k.mr)
 }
 
 /// What happens to the previous contents of C.
@@ -191,7 +188,7 @@ pub(crate) fn gemm_fused<T: Element>(
             .filter(|&cols| cols >= n),
         ..hints
     };
-    let kernel = T::kernel(isa).ok_or(IsaUnavailable(isa))?;
+    let kernel = kernel::lookup::<T>(isa).ok_or(IsaUnavailable(isa))?;
     debug_assert_eq!(
         kernel.isa(),
         isa,

@@ -18,7 +18,7 @@ use std::thread::LocalKey;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
-use super::element::Element;
+use crate::isa::{Element, Isa};
 
 /// The transpose of `src` with rows padded to `width`: `out[p·width + i] =
 /// src[i, p]` for `i < src.nrows()`, `p < src.ncols()`, and zero for
@@ -66,10 +66,10 @@ unsafe fn pack_sliver<T: Element>(
     let [s_w, s_k] = strides;
     if s_w != 1 && s_k == 1 && core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
         // A transposing pack of f32 (Pod, same size: the cast is exact),
-        // through 8×8 AVX2 register transposes where available.
+        // through register transposes where the selected ISA has them.
         let out: &mut [f32] = bytemuck::cast_slice_mut(out);
         // SAFETY: forwarded caller contract (`valid` lines of kc contiguous values).
-        if unsafe { x86::pack_transposed_f32(w, valid, src.cast(), s_w, out) } {
+        if unsafe { pack_transposed_f32(w, valid, src.cast(), s_w, out) } {
             return;
         }
     }
@@ -125,51 +125,54 @@ unsafe fn pack_full_sliver<T: Element, const W: usize>(
     }
 }
 
-/// Transposing packs with x86 shuffles.
-mod x86 {
-    /// `out[p·w + i] = src[i·s_w + p]` for `i < valid`, `p < kc = out.len() / w`,
-    /// and zero for `valid ≤ i < w`, with 8×8 register transposes where AVX2
-    /// is present (a transposing pack, as for B = wᵀ in a dense layer's
-    /// forward pass, otherwise costs about 10% of the product). Returns
-    /// false, having done nothing, where it is not (the caller then packs
-    /// element by element).
-    ///
-    /// # Safety
-    /// `valid ≤ w`, and `src + i·s_w + p` is readable for `i < valid`, `p < kc`.
-    #[cfg(target_arch = "x86_64")]
-    pub(super) unsafe fn pack_transposed_f32(
-        w: usize,
-        valid: usize,
-        src: *const f32,
-        s_w: isize,
-        out: &mut [f32],
-    ) -> bool {
-        if !crate::gemm::Isa::Avx2Fma.is_available() {
-            return false;
+/// `out[p·w + i] = src[i·s_w + p]` for `i < valid`, `p < kc = out.len() / w`,
+/// and zero for `valid ≤ i < w`, with register transposes on the selected
+/// ISA (8×8 on AVX2 and AVX-512, 4×4 on NEON): a transposing pack, as for
+/// B = wᵀ in a dense layer's forward pass, otherwise costs about 10% of the
+/// product. Returns false, having done nothing, on the portable path (the
+/// caller then packs element by element).
+///
+/// # Safety
+/// `valid ≤ w`, and `src + i·s_w + p` is readable for `i < valid`, `p < kc`.
+unsafe fn pack_transposed_f32(
+    w: usize,
+    valid: usize,
+    src: *const f32,
+    s_w: isize,
+    out: &mut [f32],
+) -> bool {
+    let isa = Isa::selected();
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma | Isa::Avx512 => {
+            crate::isa::note_run(isa);
+            // SAFETY: both ISAs include AVX2, and `Isa::selected` returns
+            // only available ones; the pointer contract is forwarded.
+            unsafe { x86::pack_transposed_f32_avx2(w, valid, src, s_w, out) };
+            true
         }
-        // SAFETY: AVX2 was just detected; the pointer contract is forwarded.
-        unsafe { pack_transposed_f32_avx2(w, valid, src, s_w, out) };
-        true
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            crate::isa::note_run(isa);
+            // SAFETY: NEON was detected (`Isa::selected` returns only
+            // available ISAs); the pointer contract is forwarded.
+            unsafe { neon::pack_transposed_f32(w, valid, src, s_w, out) };
+            true
+        }
+        _ => false,
     }
+}
 
-    #[cfg(not(target_arch = "x86_64"))]
-    pub(super) unsafe fn pack_transposed_f32(
-        _w: usize,
-        _valid: usize,
-        _src: *const f32,
-        _s_w: isize,
-        _out: &mut [f32],
-    ) -> bool {
-        false
-    }
-
-    /// See [`pack_transposed_f32`].
+/// Transposing packs with x86 shuffles.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    /// [`pack_transposed_f32`](super::pack_transposed_f32) with 8×8 AVX2
+    /// transposes.
     ///
     /// # Safety
-    /// The CPU supports AVX2; as [`pack_transposed_f32`].
-    #[cfg(target_arch = "x86_64")]
+    /// The CPU supports AVX2; as [`pack_transposed_f32`](super::pack_transposed_f32).
     #[target_feature(enable = "avx2")]
-    unsafe fn pack_transposed_f32_avx2(
+    pub(super) unsafe fn pack_transposed_f32_avx2(
         w: usize,
         valid: usize,
         src: *const f32,
@@ -298,6 +301,76 @@ mod x86 {
                     // (caller contract), and p < kc.
                     *slot = unsafe { *line.add(p) };
                 }
+            }
+        }
+    }
+}
+
+/// Transposing packs with NEON permutes.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use core::arch::aarch64::*;
+
+    /// [`pack_transposed_f32`](super::pack_transposed_f32) with 4×4 NEON
+    /// transposes (`trn1`/`trn2` on 32-bit, then on 64-bit lanes): NR = 12
+    /// is three groups of 4 lines, MR = 8 two.
+    ///
+    /// # Safety
+    /// The CPU supports NEON; as [`pack_transposed_f32`](super::pack_transposed_f32).
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn pack_transposed_f32(
+        w: usize,
+        valid: usize,
+        src: *const f32,
+        s_w: isize,
+        out: &mut [f32],
+    ) {
+        let kc = out.len() / w;
+        let whole = kc / 4 * 4;
+        let quads = valid / 4 * 4;
+        if valid < w {
+            // Padding lines: one memset for the whole sliver.
+            out.fill(0.0);
+        }
+        for i0 in (0..quads).step_by(4) {
+            // SAFETY: lines i0..i0 + 4 ≤ valid hold kc readable values (caller contract).
+            let lines: [*const f32; 4] =
+                core::array::from_fn(|q| unsafe { src.offset((i0 + q) as isize * s_w) });
+            for p in (0..whole).step_by(4) {
+                // SAFETY: p + 4 ≤ kc, so each line has 4 readable values at p.
+                let r: [float32x4_t; 4] =
+                    core::array::from_fn(|q| unsafe { vld1q_f32(lines[q].add(p)) });
+                // t0 = [a0 b0 a2 b2], t1 = [a1 b1 a3 b3], t2/t3 likewise for c, d.
+                let t0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
+                let t1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+                let t2 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
+                let t3 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+                let c = [
+                    vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)),
+                    vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)),
+                    vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)),
+                    vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)),
+                ];
+                for (j, c) in c.into_iter().enumerate() {
+                    let dst = &mut out[(p + j) * w + i0..][..4];
+                    // SAFETY: `dst` holds exactly 4 writable f32.
+                    unsafe { vst1q_f32(dst.as_mut_ptr(), c) };
+                }
+            }
+            for p in whole..kc {
+                for (q, line) in lines.iter().enumerate() {
+                    // SAFETY: p < kc is inside line i0 + q < valid (caller contract).
+                    out[p * w + i0 + q] = unsafe { *line.add(p) };
+                }
+            }
+        }
+        // The last valid lines (fewer than 4), one output row at a time so
+        // the writes stay in one cache line; padding lines were zeroed above.
+        for (p, row) in out.chunks_exact_mut(w).enumerate() {
+            for (i, slot) in row.iter_mut().enumerate().take(valid).skip(quads) {
+                // SAFETY: line i < valid holds kc readable values (caller
+                // contract), and p < kc.
+                *slot = unsafe { *src.offset(i as isize * s_w).add(p) };
             }
         }
     }

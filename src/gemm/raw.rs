@@ -3,9 +3,9 @@
 //! A crate using `matrixmultiply::sgemm` switches by changing the path to
 //! `densekit::sgemm`; arguments and meaning are the same.
 
-use super::dispatch::Isa;
 use super::driver::{self, Operand};
-use super::element::Element;
+use crate::isa::Element;
+use crate::isa::Isa;
 
 /// Shared body of [`sgemm`] and [`dgemm`].
 ///
@@ -19,7 +19,8 @@ unsafe fn gemm_raw<T: Element>(
     beta: T,
     c: Operand<*mut T>,
 ) {
-    let kernel = T::kernel(Isa::selected()).expect("the selected ISA was detected at startup");
+    let kernel = super::kernel::lookup::<T>(Isa::selected())
+        .expect("the selected ISA was detected at startup");
     // SAFETY: forwarded caller contract; the current rayon pool sets the threads.
     unsafe {
         driver::gemm(

@@ -13,6 +13,7 @@
 use rayon::prelude::*;
 
 use crate::gemm::Par;
+use crate::isa::{Simd, SimdFn, dispatch};
 
 /// How weight decay enters the update.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -203,28 +204,16 @@ impl Optimizer {
     }
 
     /// The update rule on one chunk (`first`/`second`: the moment buffers),
-    /// on 8-wide vectors where AVX2 is present. Only exactly rounded
-    /// operations are used (no fused multiply-add), so every width gives the
-    /// same bits.
+    /// compiled for the selected ISA so its plain loops vectorize at that
+    /// width. Only exactly rounded operations are used (no fused
+    /// multiply-add), so every width gives the same bits.
     fn update_chunk(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::gemm::Isa::selected() >= crate::gemm::Isa::Avx2Fma {
-            // SAFETY: Isa::selected only returns ISAs detected on this CPU, and
-            // every ISA from Avx2Fma up includes AVX2 (the enum order).
-            unsafe { self.update_chunk_avx2(t, lr, chunk) };
-            return;
-        }
-        self.update_chunk_body(t, lr, chunk);
-    }
-
-    /// [`Optimizer::update_chunk`] compiled for AVX2, so the loops vectorize 8-wide.
-    ///
-    /// # Safety
-    /// The CPU supports AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn update_chunk_avx2(&self, t: i32, lr: f32, chunk: Chunk<'_>) {
-        self.update_chunk_body(t, lr, chunk);
+        dispatch(UpdateChunk {
+            optimizer: self,
+            t,
+            lr,
+            chunk,
+        });
     }
 
     #[inline(always)]
@@ -340,6 +329,24 @@ struct Chunk<'a> {
     grads: &'a [f32],
     first: &'a mut [f32],
     second: &'a mut [f32],
+}
+
+/// [`Optimizer::update_chunk`]'s body, run by [`dispatch`] under the
+/// selected ISA's features (the loops are plain Rust; the lanes go unused).
+struct UpdateChunk<'a> {
+    optimizer: &'a Optimizer,
+    t: i32,
+    lr: f32,
+    chunk: Chunk<'a>,
+}
+
+impl SimdFn for UpdateChunk<'_> {
+    type Output = ();
+    #[inline(always)]
+    unsafe fn call<S: Simd>(self) {
+        self.optimizer
+            .update_chunk_body(self.t, self.lr, self.chunk);
+    }
 }
 
 /// Parameters per chunk when an update runs on several threads.

@@ -29,9 +29,9 @@
 use rayon::prelude::*;
 
 use super::{Epilogue, Operand, SharedMutPtr, balanced, tile_epilogue};
-use crate::gemm::element::Element;
 use crate::gemm::kernel::{EdgeTile, KSteps, Kernel};
 use crate::gemm::pack::{PackBuf, SharedPtr, pack_b_panel};
+use crate::isa::Element;
 use crate::par::min_parallel_work;
 
 /// Copies the nonzero values of the `values.len()` values at `a + p·step`

@@ -6,11 +6,10 @@
 //! value use 15 of the 16 ymm registers; each k step issues 12 FMAs against
 //! 8 loads, so the two FMA pipes, not the load ports, set the pace.
 
-use super::vector::{one_row_kernel, tile_body, tiles_by_rows};
+use super::vector::{one_row_kernel, tiles_by_rows, vector_tile_fn};
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
-use crate::gemm::dispatch::Isa;
-use crate::simd::Lanes;
-use crate::simd::{F32x8, F64x4};
+use crate::isa::{F32x8, F64x4};
+use crate::isa::{Isa, Lanes};
 
 /// Register tile rows (broadcast A values per k step).
 const MR: usize = 6;
@@ -27,7 +26,7 @@ const KC_F64: usize = 256;
 /// Columns of B per packed panel: 256 × 4080 × 4 B ≈ 4 MiB stays in L3.
 const NC: usize = 4080;
 
-// SAFETY: the tiles need AVX2 and FMA; `Element::kernel` hands this value
+// SAFETY: the tiles need AVX2 and FMA; `kernel::lookup` hands this value
 // out only after `Isa::Avx2Fma.is_available()` returned true.
 pub(crate) static F32: Kernel<f32> = unsafe {
     Kernel::new(
@@ -73,25 +72,4 @@ static F64_ONE_ROW: Kernel<f64> = unsafe {
         96 * 42
     )
 };
-/// A `ROWS × NV·LANES` tile (ROWS ≤ 6 with NV = 2: 6×16 for f32 and 6×8
-/// for f64 when full; or ROWS = 1 with NV = 12); the body is [`tile_body`], compiled here for AVX2 + FMA.
-///
-/// # Safety
-/// The CPU supports AVX2 and FMA; the pointers satisfy the kernel contract.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
-    steps: KSteps<'_>,
-    alpha: V::Elem,
-    a: *const V::Elem,
-    a_strides: [isize; 2],
-    b: *const V::Elem,
-    bs: isize,
-    beta: V::Elem,
-    c: *mut V::Elem,
-    rsc: isize,
-    epilogue: Option<&TileEpilogue<V::Elem>>,
-) {
-    // SAFETY: AVX2 and FMA are enabled here (V is a 256-bit AVX2 type); the
-    // pointer contract is forwarded.
-    unsafe { tile_body::<V, NV, ROWS>(steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
-}
+vector_tile_fn!("avx2,fma");

@@ -21,11 +21,10 @@
 //! a 32-wide tile, so each kernel carries a one-vector-wide twin (12×16 for
 //! f32, 12×8 for f64) that the driver picks by its cost model.
 
-use super::vector::{one_row_kernel, tile_body, tiles_by_rows};
+use super::vector::{one_row_kernel, tiles_by_rows, vector_tile_fn};
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
-use crate::gemm::dispatch::Isa;
-use crate::simd::Lanes;
-use crate::simd::{F32x16, F64x8};
+use crate::isa::{F32x16, F64x8};
+use crate::isa::{Isa, Lanes};
 
 /// Register tile rows (broadcast A values per k step).
 const MR: usize = 12;
@@ -83,7 +82,7 @@ macro_rules! avx512_kernel {
 const ONE_ROW_VECTORS: usize = 16;
 
 // SAFETY: the tiles need AVX-512F (plus AVX2/FMA, implied by
-// `Isa::Avx512`); `Element::kernel` hands these out (the narrow ones through
+// `Isa::Avx512`); `kernel::lookup` hands these out (the narrow ones through
 // their wide twin) only after `Isa::Avx512.is_available()` returned true.
 pub(crate) static F32: Kernel<f32> = unsafe {
     avx512_kernel!(F32x16, 2, MC_F32, KC_F32)
@@ -107,27 +106,4 @@ static F64_ONE_ROW: Kernel<f64> =
 // SAFETY: as above.
 static F64_NARROW: Kernel<f64> = unsafe { avx512_kernel!(F64x8, 1, MC_F64, KC_F64) };
 
-/// A `ROWS × NV·LANES` tile (ROWS ≤ 12 with NV = 1 or 2, up to 12×32 for
-/// f32 and 12×16 for f64; or ROWS = 1 with NV = 16); the body is
-/// [`tile_body`], compiled here for AVX-512F.
-///
-/// # Safety
-/// The CPU supports AVX-512F, AVX2 and FMA; the pointers satisfy the kernel
-/// contract.
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
-    steps: KSteps<'_>,
-    alpha: V::Elem,
-    a: *const V::Elem,
-    a_strides: [isize; 2],
-    b: *const V::Elem,
-    bs: isize,
-    beta: V::Elem,
-    c: *mut V::Elem,
-    rsc: isize,
-    epilogue: Option<&TileEpilogue<V::Elem>>,
-) {
-    // SAFETY: AVX-512F is enabled here (V is a 512-bit type); the pointer
-    // contract is forwarded.
-    unsafe { tile_body::<V, NV, ROWS>(steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue) }
-}
+vector_tile_fn!("avx512f,avx2,fma");

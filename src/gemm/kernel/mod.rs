@@ -32,15 +32,16 @@
 pub(crate) mod scalar;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
+mod avx2;
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512;
-#[cfg(target_arch = "x86_64")]
+mod avx512;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod vector;
 
-use super::dispatch::Isa;
-use super::element::Element;
 use crate::activation::Activation;
+use crate::isa::{Element, Isa};
 
 /// The largest `MR · NR` of any kernel (AVX-512 f32: 12 × 32): the size of
 /// the temporary edge tile.
@@ -105,7 +106,7 @@ pub(crate) struct TileEpilogue<T> {
 /// A microkernel together with the blocking it was tuned for.
 ///
 /// Holding a `&Kernel` proves its ISA was detected on this CPU: values are
-/// only handed out by [`Element::kernel`], after the run-time check.
+/// only handed out by [`lookup`], after the run-time check.
 #[derive(Debug)]
 pub struct Kernel<T: 'static> {
     isa: Isa,
@@ -336,37 +337,31 @@ impl<T: Element> Kernel<T> {
     }
 }
 
-/// The f32 kernel for `isa`, if this CPU has it.
-pub(crate) fn kernel_f32(isa: Isa) -> Option<&'static Kernel<f32>> {
-    vector_kernel(isa, |k| k.0).or(match isa {
-        Isa::Scalar => Some(&scalar::F32),
-        _ => None,
-    })
-}
+/// Every ISA's kernels: one entry per ISA with the f32 and f64 kernel.
+/// Adding an ISA is a kernel file plus one line here.
+static KERNELS: &[(Isa, &Kernel<f32>, &Kernel<f64>)] = &[
+    (Isa::Scalar, &scalar::F32, &scalar::F64),
+    #[cfg(target_arch = "x86_64")]
+    (Isa::Avx2Fma, &avx2::F32, &avx2::F64),
+    #[cfg(target_arch = "x86_64")]
+    (Isa::Avx512, &avx512::F32, &avx512::F64),
+    #[cfg(target_arch = "aarch64")]
+    (Isa::Neon, &neon::F32, &neon::F64),
+];
 
-/// The f64 kernel for `isa`, if this CPU has it.
-pub(crate) fn kernel_f64(isa: Isa) -> Option<&'static Kernel<f64>> {
-    vector_kernel(isa, |k| k.1).or(match isa {
-        Isa::Scalar => Some(&scalar::F64),
-        _ => None,
-    })
-}
-
-/// The f32 and f64 kernels of a vector ISA.
-type KernelPair = (&'static Kernel<f32>, &'static Kernel<f64>);
-
-/// `pick` applied to the kernels of `isa`, if it is a vector ISA this CPU has.
-#[cfg(target_arch = "x86_64")]
-fn vector_kernel<K>(isa: Isa, pick: impl FnOnce(KernelPair) -> &'static K) -> Option<&'static K> {
-    let pair: KernelPair = match isa {
-        Isa::Scalar => return None,
-        Isa::Avx2Fma => (&avx2::F32, &avx2::F64),
-        Isa::Avx512 => (&avx512::F32, &avx512::F64),
+/// The `T` kernel for `isa`, if this CPU has it (and the crate has one for
+/// it on this architecture). The only way to get a [`Kernel`].
+pub(crate) fn lookup<T: Element>(isa: Isa) -> Option<&'static Kernel<T>> {
+    if !isa.is_available() {
+        return None;
+    }
+    let &(_, f32_kernel, f64_kernel) = KERNELS.iter().find(|entry| entry.0 == isa)?;
+    crate::isa::note_run(isa);
+    let any: &dyn core::any::Any = if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>()
+    {
+        f32_kernel
+    } else {
+        f64_kernel
     };
-    isa.is_available().then(|| pick(pair))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn vector_kernel<K>(_isa: Isa, _pick: impl FnOnce(KernelPair) -> &'static K) -> Option<&'static K> {
-    None
+    any.downcast_ref::<Kernel<T>>()
 }

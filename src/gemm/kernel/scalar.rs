@@ -4,8 +4,8 @@
 //! the code stays fast on CPUs without FMA, where `mul_add` is a libm call.
 
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
-use crate::gemm::dispatch::Isa;
-use crate::gemm::element::Element;
+use crate::isa::Element;
+use crate::isa::Isa;
 
 /// Register tile rows for the portable kernel.
 const MR: usize = 4;

@@ -1,12 +1,47 @@
-//! The register-tile body shared by the x86 vector kernels (AVX2 and
-//! AVX-512), written once against [`Lanes`] and compiled per ISA by the thin
-//! `#[target_feature]` shims in `avx2.rs` and `avx512.rs`.
-
-use core::arch::x86_64::*;
+//! The register-tile body shared by the vector kernels (AVX2, AVX-512,
+//! NEON), written once against [`Lanes`] and compiled per ISA by the thin
+//! `#[target_feature]` shim that [`vector_tile_fn!`] declares in each ISA's
+//! kernel file.
 
 use super::{KSteps, TileEpilogue};
-use crate::gemm::element::Element;
-use crate::simd::Lanes;
+use crate::isa::{Element, Lanes, prefetch_l1};
+
+/// Declares `tile::<V, NV, ROWS>`, the [`TileFn`](super::TileFn): a
+/// `ROWS × NV·LANES` tile whose body is [`tile_body`], compiled with the
+/// target features `$features` (those of lane type `V`'s ISA).
+macro_rules! vector_tile_fn {
+    ($features:literal) => {
+        /// A `ROWS × NV·LANES` tile: [`tile_body`](super::vector::tile_body)
+        /// compiled for this file's ISA.
+        ///
+        /// # Safety
+        /// The CPU supports this file's ISA, `V` is one of its lane types,
+        /// and the pointers satisfy the kernel contract.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
+            steps: KSteps<'_>,
+            alpha: V::Elem,
+            a: *const V::Elem,
+            a_strides: [isize; 2],
+            b: *const V::Elem,
+            bs: isize,
+            beta: V::Elem,
+            c: *mut V::Elem,
+            rsc: isize,
+            epilogue: Option<&TileEpilogue<V::Elem>>,
+        ) {
+            // SAFETY: the ISA's features are enabled here; the pointer
+            // contract is forwarded.
+            unsafe {
+                super::vector::tile_body::<V, NV, ROWS>(
+                    steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue,
+                )
+            }
+        }
+    };
+}
+pub(crate) use vector_tile_fn;
 
 /// The tile functions `shim::<V, NV, r>` for each listed row count `r`, in
 /// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide.
@@ -61,30 +96,18 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
     unsafe {
         // C is touched only after the k loop: start pulling its rows in now.
         for i in 0..ROWS {
-            let row = c.offset(i as isize * rsc) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
+            let row = c.offset(i as isize * rsc) as *const u8;
+            prefetch_l1(row);
+            prefetch_l1(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
         }
         let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
         let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
-        let mut at = 0isize;
-        match steps {
-            KSteps::All(k) => {
-                // B's row is derived from the step index rather than by
-                // advancing a pointer: a pointer stepped past the last row
-                // would leave B's allocation when B is read in place, and
-                // in-bounds `offset` past the end is undefined behaviour.
-                for p in 0..k {
-                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b.offset(p as isize * bs));
-                    at += acs;
-                }
-            }
-            KSteps::Listed(listed) => {
-                for &p in listed {
-                    k_step::<V, NV, ROWS>(&mut ab, &rows, at, b.offset(p as isize * bs));
-                    at += acs;
-                }
-            }
+        // A column multiplied by B lanes where that is one instruction
+        // (NEON) and the column is contiguous (a packed sliver).
+        if V::FMA_BY_LANE && ars == 1 {
+            k_loop::<V, NV, ROWS, true>(&mut ab, &rows, acs, steps, b, bs);
+        } else {
+            k_loop::<V, NV, ROWS, false>(&mut ab, &rows, acs, steps, b, bs);
         }
         let alpha = V::splat(alpha);
         for (i, ab) in ab.iter().enumerate() {
@@ -124,24 +147,76 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
     }
 }
 
-/// One k step of [`tile_body`]: `ab += A[.., at] ⊗ B row at `b``.
+/// The k loop of [`tile_body`]: `ab += A·B` over the listed steps.
 ///
 /// # Safety
-/// As [`tile_body`], for this step's A column and B row.
+/// As [`tile_body`]; with `BY_LANE`, A's rows are contiguous (`ars = 1`).
 #[inline(always)]
-unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize>(
+unsafe fn k_loop<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bool>(
+    ab: &mut [[V; NV]; ROWS],
+    rows: &[*const V::Elem; ROWS],
+    acs: isize,
+    steps: KSteps<'_>,
+    b: *const V::Elem,
+    bs: isize,
+) {
+    let mut at = 0isize;
+    // SAFETY: forwarded contract.
+    unsafe {
+        match steps {
+            KSteps::All(k) => {
+                // B's row is derived from the step index rather than by
+                // advancing a pointer: a pointer stepped past the last row
+                // would leave B's allocation when B is read in place, and
+                // in-bounds `offset` past the end is undefined behaviour.
+                for p in 0..k {
+                    k_step::<V, NV, ROWS, BY_LANE>(ab, rows, at, b.offset(p as isize * bs));
+                    at += acs;
+                }
+            }
+            KSteps::Listed(listed) => {
+                for &p in listed {
+                    k_step::<V, NV, ROWS, BY_LANE>(ab, rows, at, b.offset(p as isize * bs));
+                    at += acs;
+                }
+            }
+        }
+    }
+}
+
+/// One k step of [`tile_body`]: `ab += A[.., at] ⊗ B row at `b``. With
+/// `BY_LANE`, rows in whole groups of LANES come from one vector load of
+/// A's column and [`Lanes::fmadd_lane`]; the others (and every row
+/// otherwise) from a broadcast.
+///
+/// # Safety
+/// As [`tile_body`], for this step's A column and B row; with `BY_LANE`,
+/// `rows[i] = rows[0] + i`.
+#[inline(always)]
+unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bool>(
     ab: &mut [[V; NV]; ROWS],
     rows: &[*const V::Elem; ROWS],
     at: isize,
     b: *const V::Elem,
 ) {
-    // SAFETY: forwarded contract.
+    let l = V::LANES;
+    // SAFETY: forwarded contract; a lane group `g..g + LANES ≤ ROWS` lies
+    // inside the column's ROWS contiguous values.
     unsafe {
-        let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * V::LANES)));
-        for (ab, row) in ab.iter_mut().zip(rows) {
-            let ai = V::broadcast(row.offset(at));
-            for (ab, &bv) in ab.iter_mut().zip(&bv) {
-                *ab = ai.fmadd(bv, *ab);
+        let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * l)));
+        for (i, (ab, row)) in ab.iter_mut().zip(rows).enumerate() {
+            let group = i / l * l;
+            if BY_LANE && group + l <= ROWS {
+                // The same load for every row of the group: loaded once.
+                let av = V::loadu(rows[0].offset(at).add(group));
+                for (ab, &bv) in ab.iter_mut().zip(&bv) {
+                    *ab = bv.fmadd_lane(av, i - group, *ab);
+                }
+            } else {
+                let ai = V::broadcast(row.offset(at));
+                for (ab, &bv) in ab.iter_mut().zip(&bv) {
+                    *ab = ai.fmadd(bv, *ab);
+                }
             }
         }
     }

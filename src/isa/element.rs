@@ -3,32 +3,23 @@
 use core::fmt::Debug;
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
-use super::dispatch::Isa;
-use super::kernel::Kernel;
+use super::{Lanes, Simd};
 
 mod sealed {
     /// Links each element type to its lane types; not nameable outside the crate.
-    pub trait Sealed: crate::simd::Lanes<Elem = Self> {
-        /// The AVX2 vector of this element type.
-        #[cfg(target_arch = "x86_64")]
-        type Avx2: crate::simd::Lanes<Elem = Self>;
-        /// The AVX-512 vector of this element type.
-        #[cfg(target_arch = "x86_64")]
-        type Avx512: crate::simd::Lanes<Elem = Self>;
+    pub trait Sealed: super::Lanes<Elem = Self> {
+        /// This element type's lanes on ISA `S`.
+        type Vector<S: super::Simd>: super::Lanes<Elem = Self>;
     }
     impl Sealed for f32 {
-        #[cfg(target_arch = "x86_64")]
-        type Avx2 = crate::simd::F32x8;
-        #[cfg(target_arch = "x86_64")]
-        type Avx512 = crate::simd::F32x16;
+        type Vector<S: super::Simd> = S::F32;
     }
     impl Sealed for f64 {
-        #[cfg(target_arch = "x86_64")]
-        type Avx2 = crate::simd::F64x4;
-        #[cfg(target_arch = "x86_64")]
-        type Avx512 = crate::simd::F64x8;
+        type Vector<S: super::Simd> = S::F64;
     }
 }
+
+pub(crate) use sealed::Sealed;
 
 /// A floating-point element type with GEMM kernels: `f32` or `f64`.
 ///
@@ -65,17 +56,13 @@ pub trait Element:
     fn to_f64(self) -> f64;
     /// Rounds an `f64` to this type.
     fn from_f64(x: f64) -> Self;
-
-    /// The microkernel for `isa`, or `None` when this CPU lacks `isa`.
-    ///
-    /// A returned kernel is the witness that its instruction set is present:
-    /// kernels are only constructed after a successful run-time check.
-    #[doc(hidden)]
-    fn kernel(isa: Isa) -> Option<&'static Kernel<Self>>;
 }
 
+/// This element type's lanes on ISA `S` (`F32x8` for `f32` on AVX2, …).
+pub(crate) type VectorOf<T, S> = <T as Sealed>::Vector<S>;
+
 macro_rules! impl_element {
-    ($t:ty, $kernel_fn:ident) => {
+    ($t:ty) => {
         impl Element for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -90,13 +77,9 @@ macro_rules! impl_element {
             fn from_f64(x: f64) -> Self {
                 x as $t
             }
-            #[inline]
-            fn kernel(isa: Isa) -> Option<&'static Kernel<Self>> {
-                super::kernel::$kernel_fn(isa)
-            }
         }
     };
 }
 
-impl_element!(f32, kernel_f32);
-impl_element!(f64, kernel_f64);
+impl_element!(f32);
+impl_element!(f64);
