@@ -210,7 +210,13 @@ impl<T: Element> SimdFn for ApplyRow<'_, T> {
     unsafe fn call<S: Simd>(self) {
         let act = self.act;
         // SAFETY: `call` runs under S's target features (trait contract).
-        unsafe { map_lanes::<VectorOf<T, S>>(self.values, |v| act.apply_lanes(v)) }
+        unsafe {
+            map_lanes::<VectorOf<T, S>>(
+                self.values,
+                #[inline(always)]
+                |v| act.apply_lanes(v),
+            )
+        }
     }
 }
 

@@ -54,12 +54,22 @@ impl SimdFn for ExpInPlace<'_> {
     #[inline(always)]
     unsafe fn call<S: Simd>(self) {
         // SAFETY: `call` runs under S's features (trait contract).
-        unsafe { map_lanes::<S::F64>(self.0, |v| exp(v)) }
+        unsafe {
+            map_lanes::<S::F64>(
+                self.0,
+                #[inline(always)]
+                |v| exp(v),
+            )
+        }
     }
 }
 
 /// `v ← f(v)` over `values`, whole vectors and then the tail through a
 /// padded vector, so every value sees the same instructions.
+///
+/// `f` must be an `#[inline(always)]` closure: a closure is not compiled
+/// with the caller's target features, so one left out of line turns every
+/// intrinsic in it into a call.
 ///
 /// # Safety
 /// As [`Lanes`]: runs under `V`'s target features.

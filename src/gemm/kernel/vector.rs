@@ -101,7 +101,10 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
             prefetch_l1(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
         }
         let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
-        let rows: [*const V::Elem; ROWS] = core::array::from_fn(|i| a.offset(i as isize * ars));
+        let mut rows = [a; ROWS];
+        for (i, row) in rows.iter_mut().enumerate() {
+            *row = a.offset(i as isize * ars);
+        }
         // A column multiplied by B lanes where that is one instruction
         // (NEON) and the column is contiguous (a packed sliver).
         if V::FMA_BY_LANE && ars == 1 {
@@ -203,7 +206,13 @@ unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bo
     // SAFETY: forwarded contract; a lane group `g..g + LANES ≤ ROWS` lies
     // inside the column's ROWS contiguous values.
     unsafe {
-        let bv: [V; NV] = core::array::from_fn(|v| V::loadu(b.add(v * l)));
+        // A plain loop, not `array::from_fn`: at 16 vectors (the one-row
+        // kernel) LLVM kept `from_fn` out of line, compiled without the
+        // ISA's features, and the loads became calls (4× slower).
+        let mut bv = [V::splat(V::Elem::ZERO); NV];
+        for (v, bv) in bv.iter_mut().enumerate() {
+            *bv = V::loadu(b.add(v * l));
+        }
         for (i, (ab, row)) in ab.iter_mut().zip(rows).enumerate() {
             let group = i / l * l;
             if BY_LANE && group + l <= ROWS {
