@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::{Epilogue, Operand, SharedMutPtr, balanced, tile_epilogue};
 use crate::gemm::kernel::{EdgeTile, KSteps, Kernel};
 use crate::gemm::pack::{PackBuf, SharedPtr, pack_b_panel};
-use crate::isa::Element;
+use crate::isa::{Element, prefetch_l1};
 use crate::par::min_parallel_work;
 
 /// Copies the nonzero values of the `values.len()` values at `a + p·step`
@@ -166,6 +166,14 @@ pub(super) unsafe fn gemm<T: Element>(
             };
             (steps, (SharedPtr(values.as_ptr()), [0, 1]))
         } else {
+            // A new input row often comes from memory (a request, the next
+            // sample of a large set): ask for all of it now rather than a
+            // line at a time as the k loop reaches it.
+            if a.cs == 1 {
+                for offset in (0..kc * size_of::<T>()).step_by(64) {
+                    prefetch_l1(a_row.cast::<u8>().wrapping_add(offset));
+                }
+            }
             (KSteps::All(kc), (SharedPtr(a_row), a.strides()))
         };
 

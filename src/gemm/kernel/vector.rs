@@ -112,15 +112,22 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         } else {
             k_loop::<V, NV, ROWS, false>(&mut ab, &rows, acs, steps, b, bs);
         }
+        // α = 1 and β ∈ {0, 1} (every product the layers run) skip the
+        // multiply: with k = 10 its 24 extra operations per tile were 8% of
+        // the tile. Same bits: 1·x = x, and fma(1, c, x) rounds c + x once.
+        let unit_alpha = alpha == V::Elem::ONE;
         let alpha = V::splat(alpha);
         for (i, ab) in ab.iter().enumerate() {
             let row = c.offset(i as isize * rsc);
             for (v, &ab) in ab.iter().enumerate() {
                 let p = row.add(v * l);
+                let ab = if unit_alpha { ab } else { alpha.mul(ab) };
                 let out = if beta == V::Elem::ZERO {
-                    alpha.mul(ab)
+                    ab
+                } else if beta == V::Elem::ONE {
+                    V::loadu(p).add(ab)
                 } else {
-                    V::splat(beta).fmadd(V::loadu(p), alpha.mul(ab))
+                    V::splat(beta).fmadd(V::loadu(p), ab)
                 };
                 out.storeu(p);
             }
