@@ -29,7 +29,7 @@ const SIZES: [usize; 3] = [784, 256, 10];
 const BATCHES: [usize; 5] = [1, 8, 32, 256, 1000];
 
 fn infer(c: &mut Criterion) {
-    let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
+    let mnist = load_mnist(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
         .expect("the repository's data/mnist");
     let images = mnist.test.len();
     let mut real = Vec::new();

@@ -1,19 +1,81 @@
 #!/usr/bin/env python3
 """Turn criterion's saved estimates into Markdown tables of GFLOP/s and ratios.
 
-Usage: python3 benches/summarize.py [--peak1 GFLOPS] [--peak2 GFLOPS] [groups...]
+Usage: python3 benches/summarize.py [--peak1 GFLOPS] [--peak2 GFLOPS] [groups...]  (--help)
 Reads target/criterion/<group>/<function>/<shape>/new/{estimates,benchmark}.json;
 shapes are m x k x n, throughput = 2*m*n*k flops / median time.
 """
-import json, math, os, sys
+import argparse, datetime, glob, json, math, os, platform, sys
 
-root = os.path.join(os.path.dirname(__file__), "..", "target", "criterion")
-args = sys.argv[1:]
-peaks = {}
-for flag in ("--peak1", "--peak2"):
-    if flag in args:
-        i = args.index(flag); peaks[flag] = float(args[i + 1]); del args[i:i + 2]
-groups = args or sorted(g for g in os.listdir(root) if os.path.isdir(os.path.join(root, g)) and g != "report")
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "criterion")
+
+def fail(message):
+    """One line on stderr and exit status 2: no traceback for a user's mistake."""
+    print(f"summarize.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+def available_groups():
+    if not os.path.isdir(root):
+        return []
+    return sorted(g for g in os.listdir(root) if os.path.isdir(os.path.join(root, g)) and g != "report")
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        description="Markdown tables (GFLOP/s, ratios to the peers, % of peak; µs and images/s "
+                    "for the infer group) from criterion's saved results in target/criterion.",
+        epilog="Run a bench first, e.g. `cargo bench --bench gemm -- sgemm_1t`; the FMA peaks come "
+               "from `cargo run --release --example peak`.")
+    p.add_argument("groups", nargs="*", help="bench groups (default: every group with results), "
+                   "e.g. sgemm_1t sgemm_2t dense_forward infer")
+    p.add_argument("--peak1", type=float, metavar="GFLOPS", help="one-core FMA peak, for a %% of peak column")
+    p.add_argument("--peak2", type=float, metavar="GFLOPS", help="two-core FMA peak (groups named *2t*)")
+    a = p.parse_args()
+    have = available_groups()
+    if not have:
+        fail("no bench results in target/criterion: run `cargo bench` (for example "
+             "`cargo bench --bench gemm -- sgemm_1t`) first")
+    missing = [g for g in a.groups if g not in have]
+    if missing:
+        fail(f"no results for group {', '.join(missing)}; groups with results: {', '.join(have)}")
+    return a, a.groups or have
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith(("model name", "Model", "CPU part")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+def isa_of_this_cpu():
+    """The ISA densekit picks here by default (DENSEKIT_ISA can force another)."""
+    forced = os.environ.get("DENSEKIT_ISA")
+    if forced:
+        return f"{forced} (DENSEKIT_ISA)"
+    if platform.machine() in ("aarch64", "arm64"):
+        return "neon"
+    try:
+        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    if "avx512f" in flags:
+        return "avx512"
+    if "avx2" in flags and "fma" in flags:
+        return "avx2"
+    return "scalar"
+
+def header(groups):
+    """CPU, ISA and when the results were measured (their files' newest time)."""
+    stamps = [os.path.getmtime(f) for g in groups
+              for f in glob.glob(os.path.join(root, g, "**", "new", "estimates.json"), recursive=True)]
+    when = datetime.datetime.fromtimestamp(max(stamps)).strftime("%Y-%m-%d %H:%M") if stamps else "unknown"
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; ISA: {isa_of_this_cpu()}; measured {when}")
+
+args, groups = parse_args()
+peaks = {"--peak1": args.peak1, "--peak2": args.peak2}
+peaks = {k: v for k, v in peaks.items() if v}
+header(groups)
 
 def gflops(group, func, shape):
     d = os.path.join(root, group, func, shape, "new")

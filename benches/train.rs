@@ -25,7 +25,7 @@ fn step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     // Synthetic inputs have no zeros; MNIST's pixels are 81% zero, which
     // the first layer's GEMMs skip in blocks (see `densekit::dense`).
-    let mnist = load_mnist(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
+    let mnist = load_mnist(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist"))
         .expect("the repository's data/mnist");
     let cases: [(&[usize], usize, bool); 6] = [
         (&[784, 256, 10], 32, false),

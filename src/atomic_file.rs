@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 /// # Errors
 /// Any I/O error; the target is then as it was (or, for a stream, as far as
 /// it was written), and the temporary file is removed.
-pub fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+pub fn write_atomically(path: impl AsRef<Path>, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    let path = path.as_ref();
     let target = resolve_links(path);
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
         let mut stream = std::fs::OpenOptions::new().write(true).open(&target)?;
@@ -65,7 +66,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8], sync: bool) -> std::io::Resul
 ///
 /// # Errors
 /// The I/O error that writing would meet (a missing folder, no permission).
-pub fn check_writable(path: &Path) -> std::io::Result<()> {
+pub fn check_writable(path: impl AsRef<Path>) -> std::io::Result<()> {
+    let path = path.as_ref();
     let target = resolve_links(path);
     if std::fs::metadata(&target).is_ok_and(|m| !m.is_file()) {
         return std::fs::OpenOptions::new()

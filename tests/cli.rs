@@ -79,6 +79,83 @@ fn mismatched_model_file_is_reported() {
 }
 
 #[test]
+fn load_with_a_different_hidden_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("densekit-cli-hidden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors");
+    densekit::mlp::Mlp::new(&[784, 32, 10], densekit::activation::Activation::Relu, 1)
+        .save(&path)
+        .unwrap();
+    let (code, stderr) = run(&[
+        "--load",
+        path.to_str().unwrap(),
+        "--eval-only",
+        "--hidden",
+        "64",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("784-64-10")
+            && stderr.contains("784-32-10")
+            && stderr.contains("leave out --hidden"),
+        "{stderr}"
+    );
+    // The model's own shape, or no --hidden at all, is fine.
+    for extra in [&["--hidden", "32"][..], &[]] {
+        let (code, stderr) = run(&[
+            &["--load", path.to_str().unwrap(), "--eval-only"][..],
+            extra,
+        ]
+        .concat());
+        assert_eq!(code, 0, "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nesterov_and_adamw_are_offered() {
+    for (optimizer, shown) in [
+        ("nesterov", "SGD lr 0.05 Nesterov momentum 0.9"),
+        ("adamw", "AdamW lr 0.003 weight decay 0.01"),
+    ] {
+        // Not a terminal here: --log-interval 0 prints a progress line per step.
+        let out = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
+            .args([
+                "--hidden",
+                "none",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "512",
+                "--optimizer",
+                optimizer,
+            ])
+            .args(["--log-interval", "0"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(shown), "--optimizer {optimizer}: {stdout}");
+        let steps = stdout
+            .lines()
+            .filter(|l| l.starts_with("epoch   1: step "))
+            .count();
+        assert!(
+            steps >= 100,
+            "{steps} progress lines for 118 steps: {stdout}"
+        );
+    }
+    assert_fails(
+        &["--log-interval", "soon"],
+        "`soon` is not a number of seconds",
+    );
+}
+
+#[test]
 fn one_epoch_writes_metrics_and_plot() {
     let dir = std::env::temp_dir().join(format!("densekit-cli-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

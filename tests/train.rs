@@ -320,6 +320,80 @@ fn divergence_stops_with_a_clear_error() {
     assert!(err.to_string().contains("lower learning rate"), "{err}");
 }
 
+/// Bad data is an error from `train`, naming what is wrong, before any
+/// step: never a panic inside a batch.
+#[test]
+fn bad_labels_features_and_empty_sets_are_errors_not_panics() {
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 16,
+        ..TrainConfig::default()
+    };
+    let run = |train_set: &Dataset, test_set: &Dataset, sizes: &[usize]| {
+        let mut net = Mlp::new(sizes, Activation::Relu, 1);
+        let before = net.params().to_vec();
+        let result = train(
+            &mut net,
+            &Optimizer::Sgd(Sgd::default()),
+            train_set,
+            test_set,
+            &config,
+            |_| {},
+        );
+        assert_eq!(net.params(), &before[..], "a refused run must not train");
+        match result {
+            Err(TrainError::Mismatch(message)) => message,
+            other => panic!("expected a mismatch error, got {other:?}"),
+        }
+    };
+    // A label past the output count: in the training set (label 4 of a
+    // 4-class net at sample 37) and in the test set.
+    let mut bad = blobs(64, 1);
+    bad.labels[37] = 4;
+    let message = run(&bad, &blobs(16, 2), &[6, 8, 4]);
+    assert!(
+        message.contains("training sample 37 has label 4") && message.contains("4 outputs"),
+        "{message}"
+    );
+    let mut bad_test = blobs(16, 2);
+    bad_test.labels[3] = 200;
+    let message = run(&blobs(64, 1), &bad_test, &[6, 8, 4]);
+    assert!(message.contains("test sample 3 has label 200"), "{message}");
+    // The same labels are fine for a net with enough outputs.
+    let mut ok = blobs(64, 1);
+    ok.labels[37] = 4;
+    let mut net = Mlp::new(&[6, 8, 5], Activation::Relu, 1);
+    train(
+        &mut net,
+        &Optimizer::Sgd(Sgd::default()),
+        &ok,
+        &blobs(16, 2),
+        &config,
+        |_| {},
+    )
+    .expect("labels 0..5 fit 5 outputs");
+    // A feature count other than the network's inputs.
+    let message = run(&blobs(64, 1), &blobs(16, 2), &[7, 8, 4]);
+    assert!(
+        message.contains("takes 7 inputs") && message.contains("6 (train)"),
+        "{message}"
+    );
+    // Pixels that do not fill len × feature_count.
+    let mut short = blobs(64, 1);
+    short.pixels.truncate(100);
+    let message = run(&short, &blobs(16, 2), &[6, 8, 4]);
+    assert!(message.contains("384 pixels, but holds 100"), "{message}");
+    // An empty training set.
+    let empty = Dataset {
+        pixels: vec![],
+        labels: vec![],
+        feature_count: 6,
+        image_shape: None,
+    };
+    let message = run(&empty, &blobs(16, 2), &[6, 8, 4]);
+    assert!(message.contains("non-empty"), "{message}");
+}
+
 #[test]
 fn safetensors_round_trip_and_mismatches() {
     let dir = std::env::temp_dir().join(format!("densekit-model-{}", std::process::id()));

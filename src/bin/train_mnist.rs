@@ -33,9 +33,17 @@ enum ActivationArg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum OptimizerArg {
+    /// Plain SGD.
     Sgd,
+    /// SGD with momentum (--momentum).
     Momentum,
+    /// SGD with Nesterov momentum (--momentum).
+    Nesterov,
+    /// Adam.
     Adam,
+    /// Adam with decoupled weight decay (PyTorch's AdamW; --weight-decay defaults to 0.01).
+    Adamw,
+    /// RMSprop.
     Rmsprop,
 }
 
@@ -63,9 +71,9 @@ struct Args {
     /// Folder with the four MNIST IDX files (raw or .gz) [default: $MNIST_DIR, else the repo's data/mnist]
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Hidden layer widths, comma-separated, or `none` for a single softmax layer
-    #[arg(long, default_value = "256")]
-    hidden: String,
+    /// Hidden layer widths, comma-separated, or `none` for a single softmax layer [default: 256]
+    #[arg(long)]
+    hidden: Option<String>,
     /// Activation of the hidden layers
     #[arg(long, value_enum, default_value = "relu")]
     activation: ActivationArg,
@@ -75,28 +83,28 @@ struct Args {
     /// Optimizer
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptimizerArg,
-    /// Learning rate [default: 0.003 for adam, 0.01 for sgd, 0.05 for momentum, 0.001 for rmsprop]
+    /// Learning rate [default: 0.003 for adam and adamw, 0.01 for sgd, 0.05 for momentum and nesterov, 0.001 for rmsprop]
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f32>,
-    /// Momentum factor for `--optimizer momentum` (and rmsprop)
+    /// Momentum factor for `--optimizer momentum` and `nesterov` (and rmsprop)
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     momentum: f32,
-    /// L2 weight decay, added to the gradient (decoupled, AdamW-style, with --decoupled)
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    weight_decay: f32,
+    /// L2 weight decay, added to the gradient (decoupled, AdamW-style, with --decoupled) [default: 0; 0.01 for adamw]
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f32>,
     /// Apply the weight decay decoupled from the gradient (AdamW)
     #[arg(long)]
     decoupled: bool,
-    /// Learning-rate schedule over the run
+    /// Learning-rate schedule over the run (the library's TrainConfig::default() uses constant)
     #[arg(long, value_enum, default_value = "cosine")]
     schedule: ScheduleArg,
     /// Samples per step
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Epochs (runs exactly this many)
+    /// Epochs (runs exactly this many; TrainConfig::default() has 10)
     #[arg(long, default_value_t = 5)]
     epochs: usize,
-    /// Seed for initialization and shuffling
+    /// Seed for initialization and shuffling (TrainConfig::default() has 0)
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Threads for the kernels [default: all cores]
@@ -120,6 +128,9 @@ struct Args {
     /// Use a preset model and schedule (overrides the model and optimizer flags)
     #[arg(long, value_enum)]
     preset: Option<Preset>,
+    /// Seconds between progress lines within an epoch [default: 0.1 on a terminal (a bar redrawn in place), 5 otherwise (one line each)]
+    #[arg(long, value_parser = seconds)]
+    log_interval: Option<f64>,
     /// Write a checkpoint of the run here (safetensors) every --checkpoint-every
     /// epochs and on Ctrl-C, to continue it later with --resume
     #[arg(long)]
@@ -131,6 +142,14 @@ struct Args {
     /// training flags); the result is bitwise that of the uninterrupted run
     #[arg(long, conflicts_with_all = ["load", "eval_only"])]
     resume: Option<PathBuf>,
+}
+
+/// A number of seconds for clap: finite and not negative.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds ≥ 0")),
+    }
 }
 
 /// A user-facing error: one line, no backtrace.
@@ -215,11 +234,12 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
     {
         return Err(Fail(format!("--lr must be a positive number, got {lr}")));
     }
-    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
-        return Err(Fail(format!(
-            "--weight-decay must be ≥ 0, got {}",
-            args.weight_decay
-        )));
+    let decay = match args.optimizer {
+        OptimizerArg::Adamw => args.weight_decay.unwrap_or(0.01),
+        _ => args.weight_decay.unwrap_or(0.0),
+    };
+    if !(decay.is_finite() && decay >= 0.0) {
+        return Err(Fail(format!("--weight-decay must be ≥ 0, got {decay}")));
     }
     if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
         return Err(Fail(format!(
@@ -228,8 +248,9 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
         )));
     }
     let mut sizes = vec![];
-    if args.hidden.trim() != "none" {
-        for width in args.hidden.split(',') {
+    let hidden = args.hidden.as_deref().unwrap_or("256");
+    if hidden.trim() != "none" {
+        for width in hidden.split(',') {
             let width: usize = width
                 .trim()
                 .parse()
@@ -249,10 +270,10 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
     activation
         .validate()
         .map_err(|e| Fail(format!("--leaky-slope: {e}")))?;
-    let weight_decay = if args.decoupled {
-        WeightDecay::Decoupled(args.weight_decay)
+    let weight_decay = if args.decoupled || args.optimizer == OptimizerArg::Adamw {
+        WeightDecay::Decoupled(decay)
     } else {
-        WeightDecay::Coupled(args.weight_decay)
+        WeightDecay::Coupled(decay)
     };
     let optimizer = match args.optimizer {
         OptimizerArg::Sgd => Optimizer::Sgd(Sgd {
@@ -260,13 +281,13 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
             weight_decay,
             ..Sgd::default()
         }),
-        OptimizerArg::Momentum => Optimizer::Sgd(Sgd {
+        OptimizerArg::Momentum | OptimizerArg::Nesterov => Optimizer::Sgd(Sgd {
             lr: args.lr.unwrap_or(0.05),
             momentum: args.momentum,
+            nesterov: args.optimizer == OptimizerArg::Nesterov,
             weight_decay,
-            ..Sgd::default()
         }),
-        OptimizerArg::Adam => Optimizer::Adam(Adam {
+        OptimizerArg::Adam | OptimizerArg::Adamw => Optimizer::Adam(Adam {
             lr: args.lr.unwrap_or(0.003),
             weight_decay,
             ..Adam::default()
@@ -380,16 +401,22 @@ fn run(args: Args) -> Result<(), Fail> {
                     net.sizes().last().expect("sizes")
                 )));
             }
+            // A model's shape comes from its file: a different --hidden is a
+            // mistake to report, not a wish to drop silently.
+            if args.hidden.is_some() && net.sizes() != &sizes[..] {
+                return Err(Fail(format!(
+                    "--hidden {} asks for {} but {} holds a {} model; leave out --hidden with --load",
+                    args.hidden.as_deref().unwrap_or_default(),
+                    arch_name(&sizes),
+                    path.display(),
+                    arch_name(net.sizes())
+                )));
+            }
             net
         }
         _ => Mlp::new(&sizes, activation, config.seed),
     };
-    let arch = net
-        .sizes()
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join("-");
+    let arch = arch_name(net.sizes());
     let threads = config.par.threads();
     if let Some(asked) = args.threads
         && asked > threads
@@ -464,6 +491,9 @@ fn run(args: Args) -> Result<(), Fail> {
         }
     }
     let terminal = std::io::stdout().is_terminal();
+    let log_interval = args
+        .log_interval
+        .unwrap_or(if terminal { 0.1 } else { 5.0 });
     let samples = mnist.train.len();
     let train_started = Instant::now();
     let mut last_report = Instant::now();
@@ -494,7 +524,7 @@ fn run(args: Args) -> Result<(), Fail> {
                 steps,
                 running_loss,
             } => {
-                let due = last_report.elapsed().as_secs_f64() >= if terminal { 0.1 } else { 5.0 };
+                let due = last_report.elapsed().as_secs_f64() >= log_interval;
                 if due && step < steps {
                     last_report = Instant::now();
                     let done = step * 30 / steps;
@@ -705,11 +735,7 @@ fn metrics_line(m: &EpochMetrics, elapsed: f64) -> serde_json::Value {
 /// weights, gradients and two optimizer buffers, plus each layer's outputs
 /// and their gradients for a batch and for an evaluation chunk.
 fn check_memory(sizes: &[usize], batch: usize) -> Result<(), Fail> {
-    let arch = sizes
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join("-");
+    let arch = arch_name(sizes);
     let Some(params) = densekit::mlp::param_count(sizes) else {
         return Err(Fail(format!(
             "a {arch} network has more parameters than this machine can address"
@@ -887,11 +913,26 @@ fn activation_name(act: Activation) -> String {
     }
 }
 
+/// Layer sizes as `784-256-10`.
+fn arch_name(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 fn optimizer_name(opt: &Optimizer) -> String {
     match opt {
+        Optimizer::Sgd(o) if o.nesterov => {
+            format!("SGD lr {} Nesterov momentum {}", o.lr, o.momentum)
+        }
         Optimizer::Sgd(o) if o.momentum > 0.0 => format!("SGD lr {} momentum {}", o.lr, o.momentum),
         Optimizer::Sgd(o) => format!("SGD lr {}", o.lr),
-        Optimizer::Adam(o) => format!("Adam lr {}", o.lr),
+        Optimizer::Adam(o) => match o.weight_decay {
+            WeightDecay::Decoupled(d) => format!("AdamW lr {} weight decay {d}", o.lr),
+            _ => format!("Adam lr {}", o.lr),
+        },
         Optimizer::RmsProp(o) => format!("RMSprop lr {}", o.lr),
     }
 }

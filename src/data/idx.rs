@@ -105,7 +105,8 @@ pub struct Idx {
 /// # Errors
 /// A [`DataError`] naming the file: unreadable, bad magic, truncated,
 /// trailing bytes, or overflowing dimensions.
-pub fn read_idx(path: &Path, magic: u32) -> Result<Idx, DataError> {
+pub fn read_idx(path: impl AsRef<Path>, magic: u32) -> Result<Idx, DataError> {
+    let path = path.as_ref();
     let err = |kind| DataError {
         path: path.to_path_buf(),
         kind,

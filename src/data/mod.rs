@@ -305,7 +305,8 @@ pub const MNIST_FILES: [&str; 4] = [
 /// A [`DataError`] naming the file: missing (saying which names were tried),
 /// unreadable, corrupt, or inconsistent (image and label counts differ,
 /// labels out of range).
-pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
+pub fn load_mnist(dir: impl AsRef<Path>) -> Result<Mnist, DataError> {
+    let dir = dir.as_ref();
     let [train_images, train_labels, test_images, test_labels] =
         MNIST_FILES.map(|name| locate(dir, name));
     let load = |images: Result<PathBuf, DataError>, labels: Result<PathBuf, DataError>| {

@@ -4,6 +4,8 @@
 //! `layers.0.weight` `(out, in)`, `layers.0.bias` — in little-endian f32, so
 //! they load into PyTorch or candle directly. The metadata records the
 //! architecture (`sizes`, `hidden_activation`) and the input normalization.
+//! A PyTorch model saved with safetensors, without that metadata, loads with
+//! [`Mlp::load_pytorch`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -68,12 +70,26 @@ impl Mlp {
     /// [`write_atomically`](crate::atomic_file::write_atomically); synced
     /// before the rename), so an interrupted save never leaves a corrupt
     /// model, and removes temporary files an interrupted save left behind.
+    /// Any path type works: `&str`, `String`, `&Path`, `PathBuf`.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let dir = std::env::temp_dir().join(format!("densekit-doc-save-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path: String = format!("{}/model.safetensors", dir.display());
+    /// let net = Mlp::new(&[4, 3, 2], Activation::Relu, 1);
+    /// net.save(path.as_str()).unwrap(); // a &str; a String, &Path or PathBuf work too
+    /// assert_eq!(Mlp::load(&path).unwrap(), net);
+    /// std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
     ///
     /// # Errors
     /// A [`ModelError`] naming the file if it cannot be written, or if a
     /// weight is NaN or infinite (a diverged network is never saved; the
     /// file at `path`, if any, is left as it was).
-    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        let path = path.as_ref();
         let err = |message: String| ModelError {
             path: path.to_path_buf(),
             message,
@@ -159,17 +175,41 @@ impl Mlp {
     /// not safetensors, missing metadata, a missing tensor, a wrong dtype or
     /// shape, sizes that overflow, or NaN or infinite weights (a diverged
     /// model).
-    pub fn load(path: &Path) -> Result<Mlp, ModelError> {
-        let err = |message: String| ModelError {
-            path: path.to_path_buf(),
-            message,
-        };
-        let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-        let info = file.metadata().map_err(|e| err(e.to_string()))?;
-        if !info.is_file() {
-            return Err(err("not a regular file".into()));
-        }
-        read_model(std::io::BufReader::new(file), info.len()).map_err(err)
+    pub fn load(path: impl AsRef<Path>) -> Result<Mlp, ModelError> {
+        read_file(path.as_ref(), read_model)
+    }
+
+    /// Loads the `nn.Linear` layers of a PyTorch model saved with
+    /// safetensors (`safetensors.torch.save_file(model.state_dict(), path)`),
+    /// with or without densekit's metadata: an `nn.Sequential` of `Linear`
+    /// layers and parameter-free activations, its tensors named `0.weight`,
+    /// `0.bias`, `2.weight` … (or under one module name, `layers.0.weight`
+    /// …). The sizes come from the weights' shapes; the file does not say
+    /// which activation sits between the layers, so the caller does
+    /// (`hidden`); the output layer is linear (logits), as in [`Mlp`].
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::mlp::{Mlp, MlpWorkspace};
+    /// // tests/fixtures/pytorch_mlp.safetensors: nn.Sequential(Linear(6, 5),
+    /// // ReLU(), Linear(5, 3)), written by benches/peers/pytorch_fixture.py.
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pytorch_mlp.safetensors");
+    /// let net = Mlp::load_pytorch(path, Activation::Relu).unwrap();
+    /// assert_eq!(net.sizes(), &[6, 5, 3]);
+    /// let mut ws = MlpWorkspace::new();
+    /// let logits = net.forward(MatRef::from_row_major(&[0.5; 6], 1, 6), &mut ws, Par::Seq);
+    /// assert_eq!(logits.len(), 3);
+    /// ```
+    ///
+    /// # Errors
+    /// A [`ModelError`] naming the file: unreadable, not safetensors, no
+    /// Linear weights, layers that do not chain (`in` of one ≠ `out` of the
+    /// one before), a missing bias, a tensor that belongs to no Linear layer
+    /// (a PReLU slope, a batch norm), a dtype other than f32, or NaN or
+    /// infinite values.
+    pub fn load_pytorch(path: impl AsRef<Path>, hidden: Activation) -> Result<Mlp, ModelError> {
+        read_file(path.as_ref(), |file, len| read_pytorch(file, len, hidden))
     }
 
     /// [`load`](Self::load) from bytes in memory; errors are plain messages.
@@ -181,11 +221,33 @@ impl Mlp {
     }
 }
 
+/// Opens the regular file at `path` and reads a model from it with `read`
+/// (given the stream and its length); any error names the file.
+fn read_file(
+    path: &Path,
+    read: impl FnOnce(std::io::BufReader<std::fs::File>, u64) -> Result<Mlp, String>,
+) -> Result<Mlp, ModelError> {
+    let err = |message: String| ModelError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let info = file.metadata().map_err(|e| err(e.to_string()))?;
+    if !info.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    read(std::io::BufReader::new(file), info.len()).map_err(err)
+}
+
 /// Reads a model from a safetensors stream of `len` bytes, checking each
 /// length against `len` before reading (or allocating) that much.
 fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
     let mut file = TensorFile::open(file, len, "model")?;
-    file.check_format(FORMAT)?;
+    file.check_format(FORMAT).map_err(|e| {
+        format!(
+            "{e} (a PyTorch state_dict without densekit's metadata loads with Mlp::load_pytorch)"
+        )
+    })?;
     let (sizes, hidden) = architecture(&file)?;
     // Every tensor is checked before anything is allocated: the sizes in the
     // metadata are only trusted once the file holds data that large.
@@ -200,21 +262,105 @@ fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
     }
     // The tensors were checked against the file's size, so the count is
     // bounded by it.
-    let count = super::param_count(&sizes).ok_or("layer sizes overflow")?;
-    let mut net = Mlp::from_parts(&sizes, hidden, vec![0.0; count])?;
+    let names: Vec<String> = (0..sizes.len() - 1)
+        .map(|l| format!("layers.{l}."))
+        .collect();
+    read_layers(&mut file, &names, &sizes, hidden)
+}
+
+/// Builds the network of `sizes` from the checked tensors `{prefix}weight`
+/// `(out, in)` and `{prefix}bias` of each layer.
+fn read_layers<R: Read + Seek>(
+    file: &mut TensorFile<R>,
+    prefixes: &[String],
+    sizes: &[usize],
+    hidden: Activation,
+) -> Result<Mlp, String> {
+    // The tensors were checked against the file's size, so the count is
+    // bounded by it.
+    let count = super::param_count(sizes).ok_or("layer sizes overflow")?;
+    let mut net = Mlp::from_parts(sizes, hidden, vec![0.0; count])?;
     let mut values = Vec::new();
-    for (l, &inputs) in sizes[..sizes.len() - 1].iter().enumerate() {
+    for (l, prefix) in prefixes.iter().enumerate() {
+        let inputs = sizes[l];
         // The weight is (out, in) in the file, whatever the storage order.
-        file.read_f32(&format!("layers.{l}.weight"), &mut values)?;
+        file.read_f32(&format!("{prefix}weight"), &mut values)?;
         let mut w = net.weight_mut(l);
         for (at, &v) in values.iter().enumerate() {
             w.set(at / inputs, at % inputs, v);
         }
-        file.read_f32(&format!("layers.{l}.bias"), &mut values)?;
+        file.read_f32(&format!("{prefix}bias"), &mut values)?;
         let (_, b) = net.layer_ranges(l);
         net.params[b].copy_from_slice(&values);
     }
     Ok(net)
+}
+
+/// The `nn.Linear` layers of a PyTorch `state_dict`, in order: the tensor
+/// name prefixes (`"0."`, `"2."`, or `"layers.0."` …) and the layer sizes,
+/// inferred from the weights' shapes. Every tensor must belong to a layer.
+fn linear_layers(shapes: &[(String, Vec<usize>)]) -> Result<(Vec<String>, Vec<usize>), String> {
+    // `{prefix}{index}.weight` with a 2-D shape is a Linear layer.
+    let mut layers: Vec<(String, usize, usize, usize)> = Vec::new();
+    for (name, shape) in shapes {
+        let Some(stem) = name.strip_suffix(".weight") else {
+            continue;
+        };
+        let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (module, index) = stem.split_at(stem.len() - digits);
+        let (Ok(index), &[out, inputs]) = (index.parse::<usize>(), &shape[..]) else {
+            continue;
+        };
+        layers.push((module.to_string(), index, out, inputs));
+    }
+    layers.sort_by_key(|&(_, index, ..)| index);
+    let Some(first) = layers.first() else {
+        return Err(
+            "no `nn.Linear` weights (2-D tensors named like `0.weight` or `layers.0.weight`)"
+                .into(),
+        );
+    };
+    if let Some(other) = layers.iter().find(|l| l.0 != first.0) {
+        return Err(format!(
+            "Linear weights under two module names, `{}` and `{}`: one `nn.Sequential` expected",
+            first.0, other.0
+        ));
+    }
+    let prefixes: Vec<String> = layers.iter().map(|(m, i, ..)| format!("{m}{i}.")).collect();
+    let mut sizes = vec![first.3];
+    for (l, &(_, _, out, inputs)) in layers.iter().enumerate() {
+        if inputs != sizes[l] {
+            return Err(format!(
+                "layer `{}weight` takes {inputs} inputs but the layer before it has {} outputs",
+                prefixes[l], sizes[l]
+            ));
+        }
+        sizes.push(out);
+    }
+    if let Some((name, shape)) = shapes.iter().find(|(name, _)| {
+        !prefixes
+            .iter()
+            .any(|p| *name == format!("{p}weight") || *name == format!("{p}bias"))
+    }) {
+        return Err(format!(
+            "tensor `{name}` {shape:?} is not a Linear layer's weight or bias (only Linear layers and parameter-free activations load)"
+        ));
+    }
+    Ok((prefixes, sizes))
+}
+
+/// Reads the Linear layers of a PyTorch `state_dict` (see
+/// [`Mlp::load_pytorch`]) from a safetensors stream of `len` bytes.
+fn read_pytorch(file: impl Read + Seek, len: u64, hidden: Activation) -> Result<Mlp, String> {
+    let mut file = TensorFile::open(file, len, "model")?;
+    let (prefixes, sizes) = linear_layers(&file.shapes())?;
+    let why = format!("the architecture {sizes:?} (from the weights' shapes)");
+    for (l, prefix) in prefixes.iter().enumerate() {
+        file.check_f32(&format!("{prefix}weight"), &[sizes[l + 1], sizes[l]], &why)?;
+        file.check_f32(&format!("{prefix}bias"), &[sizes[l + 1]], &why)
+            .map_err(|e| format!("{e} (a Linear layer without a bias does not load)"))?;
+    }
+    read_layers(&mut file, &prefixes, &sizes, hidden)
 }
 
 /// The layer sizes and hidden activation recorded in a model's (or a

@@ -91,6 +91,18 @@ impl<R: Read + Seek> TensorFile<R> {
             .ok_or_else(|| format!("metadata has no `{key}`: not a densekit {}", self.kind))
     }
 
+    /// Every tensor's name and shape, sorted by name.
+    pub(crate) fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut all: Vec<_> = self
+            .header
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.shape.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Checks that tensor `name` exists as f32 of this `shape` (before
     /// anything of that size is allocated).
     pub(crate) fn check_f32(&self, name: &str, shape: &[usize], why: &str) -> Result<(), String> {

@@ -101,7 +101,8 @@ impl Checkpoint {
     ///
     /// # Errors
     /// A message naming the file if it cannot be written.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), String> {
+        let path = path.as_ref();
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         let bytes =
             |values: &[f32]| -> Vec<u8> { values.iter().flat_map(|v| v.to_le_bytes()).collect() };
@@ -167,7 +168,8 @@ impl Checkpoint {
     /// # Errors
     /// A message naming the file: unreadable, not a checkpoint, or
     /// inconsistent.
-    pub fn load(path: &Path) -> Result<Checkpoint, String> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, String> {
+        let path = path.as_ref();
         let err = |e: String| format!("{}: {e}", path.display());
         let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
         let info = file.metadata().map_err(|e| err(e.to_string()))?;
