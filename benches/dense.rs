@@ -82,12 +82,12 @@ fn forward(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::new(format!("fused_{name}"), &shape), |bench| {
                     bench.iter(|| {
                         dense::forward(
+                            MatMut::from_row_major(&mut y, batch, outputs),
+                            Accum::Replace,
                             xv,
                             wv,
                             Some(&b),
                             act,
-                            MatMut::from_row_major(&mut y, batch, outputs),
-                            Accum::Replace,
                             PAR,
                         )
                     })
@@ -148,16 +148,16 @@ fn backward(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("fused_relu", &shape), |bench| {
                 bench.iter(|| {
                     dense::backward(
-                        xv,
-                        wv,
-                        yv,
-                        dyv,
-                        act,
                         Grads {
                             dw: MatMut::from_row_major(&mut dw, outputs, inputs),
                             db: Some(&mut db),
                             dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
                         },
+                        xv,
+                        wv,
+                        yv,
+                        dyv,
+                        act,
                         BackwardOptions {
                             accum: Accum::Replace,
                             l2: None,

@@ -26,21 +26,21 @@ fn main() {
     for epoch in 0..=3000 {
         // Forward: h = tanh(x·w1ᵀ + b1), y = sigmoid(h·w2ᵀ + b2).
         dense::forward(
+            MatMut::from_row_major(&mut h, 4, 4),
+            Accum::Replace,
             MatRef::from_row_major(&x, 4, 2),
             MatRef::from_row_major(&w1, 4, 2),
             Some(&b1),
             Activation::Tanh,
-            MatMut::from_row_major(&mut h, 4, 4),
-            Accum::Replace,
             Par::Seq,
         );
         dense::forward(
+            MatMut::from_row_major(&mut y, 4, 1),
+            Accum::Replace,
             MatRef::from_row_major(&h, 4, 4),
             MatRef::from_row_major(&w2, 1, 4),
             Some(&b2),
             Activation::Sigmoid,
-            MatMut::from_row_major(&mut y, 4, 1),
-            Accum::Replace,
             Par::Seq,
         );
         let mut dy = [0.0f32; 4];
@@ -55,31 +55,31 @@ fn main() {
         // Backward through both layers, then one SGD step.
         let (mut dw2, mut db2, mut dh) = ([0.0f32; 4], [0.0f32; 1], [0.0f32; 16]);
         dense::backward(
-            MatRef::from_row_major(&h, 4, 4),
-            MatRef::from_row_major(&w2, 1, 4),
-            MatRef::from_row_major(&y, 4, 1),
-            MatRef::from_row_major(&dy, 4, 1),
-            Activation::Sigmoid,
             Grads {
                 dw: MatMut::from_row_major(&mut dw2, 1, 4),
                 db: Some(&mut db2),
                 dx: Some(MatMut::from_row_major(&mut dh, 4, 4)),
             },
+            MatRef::from_row_major(&h, 4, 4),
+            MatRef::from_row_major(&w2, 1, 4),
+            MatRef::from_row_major(&y, 4, 1),
+            MatRef::from_row_major(&dy, 4, 1),
+            Activation::Sigmoid,
             BackwardOptions::default(),
             &mut ws,
         );
         let (mut dw1, mut db1) = ([0.0f32; 8], [0.0f32; 4]);
         dense::backward(
-            MatRef::from_row_major(&x, 4, 2),
-            MatRef::from_row_major(&w1, 4, 2),
-            MatRef::from_row_major(&h, 4, 4),
-            MatRef::from_row_major(&dh, 4, 4),
-            Activation::Tanh,
             Grads {
                 dw: MatMut::from_row_major(&mut dw1, 4, 2),
                 db: Some(&mut db1),
                 dx: None,
             },
+            MatRef::from_row_major(&x, 4, 2),
+            MatRef::from_row_major(&w1, 4, 2),
+            MatRef::from_row_major(&h, 4, 4),
+            MatRef::from_row_major(&dh, 4, 4),
+            Activation::Tanh,
             BackwardOptions::default(),
             &mut ws,
         );

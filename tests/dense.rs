@@ -156,23 +156,23 @@ fn check_forward<T: Element>(
         views,
     );
     dense::forward(
+        y.view_mut(),
+        Accum::Replace,
         x.view(),
         w.view(),
         Some(&bv),
         act,
-        y.view_mut(),
-        Accum::Replace,
         Par::Auto,
     );
 
     let mut want = vec![T::ZERO; batch * outputs];
     reference::forward(
+        MatMut::from_row_major(&mut want, batch, outputs),
+        Accum::Replace,
         MatRef::from_row_major(&xv, batch, inputs),
         MatRef::from_row_major(&wv, outputs, inputs),
         Some(&bv),
         act,
-        MatMut::from_row_major(&mut want, batch, outputs),
-        Accum::Replace,
     );
     let eps = T::EPSILON.to_f64();
     let mag: Vec<f64> = (0..batch * outputs)
@@ -227,12 +227,12 @@ fn forward_accumulates_with_beta() {
     let mut y = [10.0f32, -10.0];
     // y ← relu(x·wᵀ + b + y): rows are (1 + 0.5 + 10) and (2 + 0.5 − 10).
     dense::forward(
+        MatMut::from_row_major(&mut y, 2, 1),
+        Accum::Add,
         MatRef::from_row_major(&x, 2, 1),
         MatRef::from_row_major(&w, 1, 1),
         Some(&b),
         Activation::Relu,
-        MatMut::from_row_major(&mut y, 2, 1),
-        Accum::Add,
         Par::Seq,
     );
     assert_eq!(y, [11.5, 0.0]);
@@ -259,12 +259,12 @@ fn check_backward(
     let dyv = rng.vec::<f32>(batch * outputs, 1.0);
     let mut yv = vec![0.0f32; batch * outputs];
     dense::forward(
+        MatMut::from_row_major(&mut yv, batch, outputs),
+        Accum::Replace,
         MatRef::from_row_major(&xv, batch, inputs),
         MatRef::from_row_major(&wv, outputs, inputs),
         Some(&bv),
         act,
-        MatMut::from_row_major(&mut yv, batch, outputs),
-        Accum::Replace,
         Par::Auto,
     );
     let x = Stored::new(&xv, batch, inputs, views);
@@ -276,16 +276,16 @@ fn check_backward(
     let mut dx = Stored::new(&vec![nan; batch * inputs], batch, inputs, views);
     let mut db = vec![nan; outputs];
     let slope = dense::backward(
-        x.view(),
-        w.view(),
-        y.view(),
-        dy.view(),
-        act,
         Grads {
             dw: dw.view_mut(),
             db: Some(&mut db),
             dx: Some(dx.view_mut()),
         },
+        x.view(),
+        w.view(),
+        y.view(),
+        dy.view(),
+        act,
         BackwardOptions {
             accum: Accum::Replace,
             l2,
@@ -421,11 +421,6 @@ fn check_replace_and_add((batch, inputs, outputs): (usize, usize, usize), image_
     for dw_col_major in [false, true] {
         let run = |dw: &mut [f32], db: &mut [f32], accum| {
             dense::backward(
-                MatRef::from_row_major(&x, batch, inputs),
-                MatRef::from_row_major(&w, outputs, inputs),
-                MatRef::from_row_major(&y, batch, outputs),
-                MatRef::from_row_major(&dy, batch, outputs),
-                Activation::Sigmoid,
                 Grads {
                     dw: if dw_col_major {
                         MatMut::from_col_major(dw, outputs, inputs)
@@ -435,6 +430,11 @@ fn check_replace_and_add((batch, inputs, outputs): (usize, usize, usize), image_
                     db: Some(db),
                     dx: None,
                 },
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                MatRef::from_row_major(&y, batch, outputs),
+                MatRef::from_row_major(&dy, batch, outputs),
+                Activation::Sigmoid,
                 BackwardOptions {
                     accum,
                     l2: Some(0.5),
@@ -473,12 +473,12 @@ fn layer_loss(
 ) -> f64 {
     let mut y = vec![0.0; batch * outputs];
     dense::forward(
+        MatMut::from_row_major(&mut y, batch, outputs),
+        Accum::Replace,
         MatRef::from_row_major(x, batch, inputs),
         MatRef::from_row_major(w, outputs, inputs),
         Some(b),
         act,
-        MatMut::from_row_major(&mut y, batch, outputs),
-        Accum::Replace,
         Par::Seq,
     );
     let mut dy = vec![0.0; batch * outputs];
@@ -516,12 +516,12 @@ fn gradients_match_finite_differences() {
             // Analytic: forward, loss gradient, fused backward.
             let mut y = vec![0.0; batch * outputs];
             dense::forward(
+                MatMut::from_row_major(&mut y, batch, outputs),
+                Accum::Replace,
                 MatRef::from_row_major(&x, batch, inputs),
                 MatRef::from_row_major(&w, outputs, inputs),
                 Some(&b),
                 act,
-                MatMut::from_row_major(&mut y, batch, outputs),
-                Accum::Replace,
                 Par::Seq,
             );
             let mut dy = vec![0.0; batch * outputs];
@@ -545,16 +545,16 @@ fn gradients_match_finite_differences() {
                 vec![0.0; batch * inputs],
             );
             let slope = dense::backward(
-                MatRef::from_row_major(&x, batch, inputs),
-                MatRef::from_row_major(&w, outputs, inputs),
-                MatRef::from_row_major(&y, batch, outputs),
-                MatRef::from_row_major(&dy, batch, outputs),
-                act,
                 Grads {
                     dw: MatMut::from_row_major(&mut dw, outputs, inputs),
                     db: Some(&mut db),
                     dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
                 },
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                MatRef::from_row_major(&y, batch, outputs),
+                MatRef::from_row_major(&dy, batch, outputs),
+                act,
                 BackwardOptions {
                     accum: Accum::Replace,
                     l2: Some(l2),
@@ -632,12 +632,12 @@ fn results_do_not_depend_on_thread_count() {
         let run = |par: Par| {
             let mut y = vec![0.0f32; batch * outputs];
             dense::forward(
+                MatMut::from_row_major(&mut y, batch, outputs),
+                Accum::Replace,
                 MatRef::from_row_major(&x, batch, inputs),
                 MatRef::from_row_major(&w, outputs, inputs),
                 Some(&b),
                 Activation::Tanh,
-                MatMut::from_row_major(&mut y, batch, outputs),
-                Accum::Replace,
                 par,
             );
             let (mut dw, mut db, mut dx) = (
@@ -646,16 +646,16 @@ fn results_do_not_depend_on_thread_count() {
                 vec![0.0f32; batch * inputs],
             );
             dense::backward(
-                MatRef::from_row_major(&x, batch, inputs),
-                MatRef::from_row_major(&w, outputs, inputs),
-                MatRef::from_row_major(&y, batch, outputs),
-                MatRef::from_row_major(&dy, batch, outputs),
-                Activation::Tanh,
                 Grads {
                     dw: MatMut::from_row_major(&mut dw, outputs, inputs),
                     db: Some(&mut db),
                     dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
                 },
+                MatRef::from_row_major(&x, batch, inputs),
+                MatRef::from_row_major(&w, outputs, inputs),
+                MatRef::from_row_major(&y, batch, outputs),
+                MatRef::from_row_major(&dy, batch, outputs),
+                Activation::Tanh,
                 BackwardOptions {
                     accum: Accum::Replace,
                     l2: None,
@@ -693,21 +693,21 @@ fn two_layer_network_learns_xor() {
     let mut loss = f64::INFINITY;
     for _ in 0..3000 {
         dense::forward(
+            MatMut::from_row_major(&mut h, 4, 4),
+            Accum::Replace,
             MatRef::from_row_major(&x, 4, 2),
             MatRef::from_row_major(&w1, 4, 2),
             Some(&b1),
             Activation::Tanh,
-            MatMut::from_row_major(&mut h, 4, 4),
-            Accum::Replace,
             Par::Seq,
         );
         dense::forward(
+            MatMut::from_row_major(&mut y, 4, 1),
+            Accum::Replace,
             MatRef::from_row_major(&h, 4, 4),
             MatRef::from_row_major(&w2, 1, 4),
             Some(&b2),
             Activation::Sigmoid,
-            MatMut::from_row_major(&mut y, 4, 1),
-            Accum::Replace,
             Par::Seq,
         );
         let mut dy = [0.0f32; 4];
@@ -718,31 +718,31 @@ fn two_layer_network_learns_xor() {
         );
         let (mut dw2, mut db2, mut dh) = ([0.0f32; 4], [0.0f32; 1], [0.0f32; 16]);
         dense::backward(
-            MatRef::from_row_major(&h, 4, 4),
-            MatRef::from_row_major(&w2, 1, 4),
-            MatRef::from_row_major(&y, 4, 1),
-            MatRef::from_row_major(&dy, 4, 1),
-            Activation::Sigmoid,
             Grads {
                 dw: MatMut::from_row_major(&mut dw2, 1, 4),
                 db: Some(&mut db2),
                 dx: Some(MatMut::from_row_major(&mut dh, 4, 4)),
             },
+            MatRef::from_row_major(&h, 4, 4),
+            MatRef::from_row_major(&w2, 1, 4),
+            MatRef::from_row_major(&y, 4, 1),
+            MatRef::from_row_major(&dy, 4, 1),
+            Activation::Sigmoid,
             BackwardOptions::default(),
             &mut ws,
         );
         let (mut dw1, mut db1) = ([0.0f32; 8], [0.0f32; 4]);
         dense::backward(
-            MatRef::from_row_major(&x, 4, 2),
-            MatRef::from_row_major(&w1, 4, 2),
-            MatRef::from_row_major(&h, 4, 4),
-            MatRef::from_row_major(&dh, 4, 4),
-            Activation::Tanh,
             Grads {
                 dw: MatMut::from_row_major(&mut dw1, 4, 2),
                 db: Some(&mut db1),
                 dx: None,
             },
+            MatRef::from_row_major(&x, 4, 2),
+            MatRef::from_row_major(&w1, 4, 2),
+            MatRef::from_row_major(&h, 4, 4),
+            MatRef::from_row_major(&dh, 4, 4),
+            Activation::Tanh,
             BackwardOptions::default(),
             &mut ws,
         );
@@ -766,12 +766,12 @@ fn two_layer_network_learns_xor() {
 fn forward_shape_mismatch_names_both_shapes() {
     let mut y = [0.0f32; 8];
     dense::forward(
+        MatMut::from_row_major(&mut y, 4, 2),
+        Accum::Replace,
         MatRef::from_row_major(&[0.0; 12], 4, 3),
         MatRef::from_row_major(&[0.0; 10], 2, 5),
         None,
         Activation::Relu,
-        MatMut::from_row_major(&mut y, 4, 2),
-        Accum::Replace,
         Par::Seq,
     );
 }
@@ -781,12 +781,12 @@ fn forward_shape_mismatch_names_both_shapes() {
 fn bias_length_mismatch_is_named() {
     let mut y = [0.0f32; 8];
     dense::forward(
+        MatMut::from_row_major(&mut y, 4, 2),
+        Accum::Replace,
         MatRef::from_row_major(&[0.0; 12], 4, 3),
         MatRef::from_row_major(&[0.0; 6], 2, 3),
         Some(&[0.0; 3]),
         Activation::Relu,
-        MatMut::from_row_major(&mut y, 4, 2),
-        Accum::Replace,
         Par::Seq,
     );
 }
@@ -797,16 +797,16 @@ fn backward_gradient_shape_mismatch_is_named() {
     let (x, w, y) = ([0.0f32; 12], [0.0f32; 6], [0.0f32; 8]);
     let mut dw = [0.0f32; 6];
     dense::backward(
-        MatRef::from_row_major(&x, 4, 3),
-        MatRef::from_row_major(&w, 2, 3),
-        MatRef::from_row_major(&y, 4, 2),
-        MatRef::from_row_major(&y, 4, 2),
-        Activation::Relu,
         Grads {
             dw: MatMut::from_row_major(&mut dw, 3, 2),
             db: None,
             dx: None,
         },
+        MatRef::from_row_major(&x, 4, 3),
+        MatRef::from_row_major(&w, 2, 3),
+        MatRef::from_row_major(&y, 4, 2),
+        MatRef::from_row_major(&y, 4, 2),
+        Activation::Relu,
         BackwardOptions::default(),
         &mut Workspace::new(),
     );

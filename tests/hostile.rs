@@ -123,38 +123,38 @@ fn zero_sized_dimensions_everywhere() {
     let w = fill(0, 1);
     let mut y = vec![f32::NAN; 3 * 2];
     dense::forward(
+        MatMut::from_row_major(&mut y, 3, 2),
+        Accum::Replace,
         MatRef::from_row_major(&[], 3, 0),
         MatRef::from_row_major(&w, 2, 0),
         Some(&[0.5, -1.0]),
         Activation::Relu,
-        MatMut::from_row_major(&mut y, 3, 2),
-        Accum::Replace,
         Par::Auto,
     );
     assert_eq!(y, [0.5, 0.0, 0.5, 0.0, 0.5, 0.0]);
     let w = fill(2 * 3, 1);
     let mut y: Vec<f32> = vec![];
     dense::forward(
+        MatMut::from_row_major(&mut y, 0, 2),
+        Accum::Replace,
         MatRef::from_row_major(&[], 0, 3),
         MatRef::from_row_major(&w, 2, 3),
         None,
         Activation::Tanh,
-        MatMut::from_row_major(&mut y, 0, 2),
-        Accum::Replace,
         Par::Auto,
     );
     let (mut dw, mut db) = (vec![f32::NAN; 6], vec![f32::NAN; 2]);
     dense::backward(
-        MatRef::from_row_major(&[], 0, 3),
-        MatRef::from_row_major(&w, 2, 3),
-        MatRef::from_row_major(&[], 0, 2),
-        MatRef::from_row_major(&[], 0, 2),
-        Activation::Tanh,
         Grads {
             dw: MatMut::from_row_major(&mut dw, 2, 3),
             db: Some(&mut db),
             dx: None,
         },
+        MatRef::from_row_major(&[], 0, 3),
+        MatRef::from_row_major(&w, 2, 3),
+        MatRef::from_row_major(&[], 0, 2),
+        MatRef::from_row_major(&[], 0, 2),
+        Activation::Tanh,
         BackwardOptions::default(),
         &mut Workspace::new(),
     );
@@ -218,12 +218,12 @@ fn concurrent_calls_share_read_only_weights() {
     let forward = |par: Par| {
         let mut y = vec![0.0f32; batch * outputs];
         dense::forward(
+            MatMut::from_row_major(&mut y, batch, outputs),
+            Accum::Replace,
             MatRef::from_row_major(&x, batch, inputs),
             MatRef::from_row_major(&w, outputs, inputs),
             Some(&b),
             Activation::Sigmoid,
-            MatMut::from_row_major(&mut y, batch, outputs),
-            Accum::Replace,
             par,
         );
         y

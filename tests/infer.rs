@@ -108,6 +108,8 @@ fn dense_forward_rows_do_not_depend_on_the_batch_or_threads() {
         let forward = |rows: usize, from: usize, par: Par| {
             let mut y = vec![f32::NAN; rows * outputs];
             dense::forward(
+                MatMut::from_row_major(&mut y, rows, outputs),
+                Accum::Replace,
                 MatRef::from_row_major(
                     &x[from * inputs_n..(from + rows) * inputs_n],
                     rows,
@@ -116,8 +118,6 @@ fn dense_forward_rows_do_not_depend_on_the_batch_or_threads() {
                 MatRef::from_row_major(&w, outputs, inputs_n),
                 Some(&bias),
                 Activation::Relu,
-                MatMut::from_row_major(&mut y, rows, outputs),
-                Accum::Replace,
                 par,
             );
             y
@@ -206,21 +206,21 @@ fn one_row_forward_with_bias_into_strided_output() {
         let mut got = vec![f32::NAN; 2 * outputs];
         let mut want = vec![0.0f32; outputs];
         dense::forward(
+            MatMut::from_strides(&mut got, 1, outputs, 2 * outputs as isize, 2),
+            Accum::Replace,
             x,
             w,
             Some(&bias),
             Activation::Sigmoid,
-            MatMut::from_strides(&mut got, 1, outputs, 2 * outputs as isize, 2),
-            Accum::Replace,
             Par::Seq,
         );
         dense::reference::forward(
+            MatMut::from_row_major(&mut want, 1, outputs),
+            Accum::Replace,
             x,
             w,
             Some(&bias),
             Activation::Sigmoid,
-            MatMut::from_row_major(&mut want, 1, outputs),
-            Accum::Replace,
         );
         for o in 0..outputs {
             assert!(

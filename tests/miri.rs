@@ -208,12 +208,12 @@ fn dense_case((batch, inputs, outputs): (usize, usize, usize), image_like: bool)
     }
     let mut y = vec![0.0f32; batch * outputs];
     dense::forward(
+        MatMut::from_row_major(&mut y, batch, outputs),
+        Accum::Replace,
         MatRef::from_row_major(&x, batch, inputs),
         MatRef::from_row_major(&w, outputs, inputs),
         Some(&b),
         Activation::Relu,
-        MatMut::from_row_major(&mut y, batch, outputs),
-        Accum::Replace,
         Par::Seq,
     );
     let dy = values(batch * outputs, 8);
@@ -223,16 +223,16 @@ fn dense_case((batch, inputs, outputs): (usize, usize, usize), image_like: bool)
         vec![0.0f32; x.len()],
     );
     dense::backward(
-        MatRef::from_row_major(&x, batch, inputs),
-        MatRef::from_row_major(&w, outputs, inputs),
-        MatRef::from_row_major(&y, batch, outputs),
-        MatRef::from_row_major(&dy, batch, outputs),
-        Activation::Relu,
         Grads {
             dw: MatMut::from_row_major(&mut dw, outputs, inputs),
             db: Some(&mut db),
             dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)),
         },
+        MatRef::from_row_major(&x, batch, inputs),
+        MatRef::from_row_major(&w, outputs, inputs),
+        MatRef::from_row_major(&y, batch, outputs),
+        MatRef::from_row_major(&dy, batch, outputs),
+        Activation::Relu,
         BackwardOptions {
             accum: Accum::Replace,
             l2: Some(0.5),

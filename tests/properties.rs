@@ -148,7 +148,7 @@ proptest! {
         let xf: Vec<f32> = (0..batch * inputs).map(|i| x.view().get(i / inputs, i % inputs) as f32).collect();
         let (xv, wv) = (MatRef::from_row_major(&xf, batch, inputs), MatRef::from_row_major(&w, outputs, inputs));
         let mut fused = vec![0.0f32; batch * outputs];
-        dense::forward(xv, wv, Some(&b), act, MatMut::from_row_major(&mut fused, batch, outputs), Accum::Replace, Par::Auto);
+        dense::forward(MatMut::from_row_major(&mut fused, batch, outputs), Accum::Replace, xv, wv, Some(&b), act, Par::Auto);
         let mut unfused = vec![0.0f32; batch * outputs];
         gemm(MatMut::from_row_major(&mut unfused, batch, outputs), Accum::Replace, xv, wv.t(), 1.0, Par::Auto);
         for row in unfused.chunks_exact_mut(outputs) {

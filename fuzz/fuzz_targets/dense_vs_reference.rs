@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let (xv, wv) = (MatRef::from_row_major(&x, batch, inputs), MatRef::from_row_major(&w, outputs, inputs));
     let mut y = vec![f64::NAN; batch * outputs];
-    dense::forward(xv, wv, Some(&b), act, MatMut::from_row_major(&mut y, batch, outputs), Accum::Replace, Par::Seq);
+    dense::forward(MatMut::from_row_major(&mut y, batch, outputs), Accum::Replace, xv, wv, Some(&b), act, Par::Seq);
     let z = reference::pre_activation(xv, wv, Some(&b));
     let eps = f64::EPSILON;
     for (idx, (&got, &z)) in y.iter().zip(&z).enumerate() {
@@ -49,9 +49,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((got - want).abs() <= tol, "y[{idx}] = {got}, want {want} ({act:?})");
     }
     let (mut dw, mut db, mut dx) = (vec![f64::NAN; w.len()], vec![f64::NAN; b.len()], vec![f64::NAN; x.len()]);
-    dense::backward(xv, wv, MatRef::from_row_major(&y, batch, outputs), MatRef::from_row_major(&dy, batch, outputs), act,
-        Grads { dw: MatMut::from_row_major(&mut dw, outputs, inputs), db: Some(&mut db), dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)) },
-        BackwardOptions { accum: Accum::Replace, l2: None, par: Par::Seq }, &mut Workspace::new());
+    dense::backward(Grads { dw: MatMut::from_row_major(&mut dw, outputs, inputs), db: Some(&mut db), dx: Some(MatMut::from_row_major(&mut dx, batch, inputs)) }, xv, wv, MatRef::from_row_major(&y, batch, outputs), MatRef::from_row_major(&dy, batch, outputs), act, BackwardOptions { accum: Accum::Replace, l2: None, par: Par::Seq }, &mut Workspace::new());
     let want = reference::backward(xv, wv, MatRef::from_row_major(&y, batch, outputs), MatRef::from_row_major(&dy, batch, outputs), act, None);
     // |dz| ≤ |dy| (every derivative here is at most 1 in magnitude).
     let dw_mag = |o: usize, i: usize| (0..batch).map(|r| (dy[r * outputs + o] * x[r * inputs + i]).abs()).sum::<f64>();

@@ -71,8 +71,9 @@ impl<T: Element> Workspace<T> {
 
 /// `y ← act(x·wᵀ + b + β·y)`, with bias and activation fused into the GEMM.
 ///
-/// `accum` gives β (`Accum::Replace` never reads `y`). The activation is
-/// applied last, to the full sum.
+/// The output comes first, as in [`gemm`](crate::gemm::gemm); `accum`
+/// gives β (`Accum::Replace` never reads `y`). The activation is applied
+/// last, to the full sum.
 ///
 /// # Panics
 /// If the shapes disagree (`x` is (batch, in), `w` (out, in), `b` (out),
@@ -91,25 +92,25 @@ impl<T: Element> Workspace<T> {
 /// let w = [20.0f32, 20.0, 20.0, 20.0]; // (out = 2, in = 2)
 /// let b = [-30.0f32, -10.0];
 /// let mut y = [0.0f32; 8];
-/// forward(MatRef::from_row_major(&x, 4, 2), MatRef::from_row_major(&w, 2, 2), Some(&b),
-///     Activation::Sigmoid, MatMut::from_row_major(&mut y, 4, 2), Accum::Replace, Par::Seq);
+/// forward(MatMut::from_row_major(&mut y, 4, 2), Accum::Replace, MatRef::from_row_major(&x, 4, 2),
+///     MatRef::from_row_major(&w, 2, 2), Some(&b), Activation::Sigmoid, Par::Seq);
 /// let gates: Vec<u8> = y.iter().map(|&v| (v > 0.5) as u8).collect();
 /// assert_eq!(gates, [0, 0,  0, 1,  0, 1,  1, 1]); // (AND, OR) per input
 /// // NOT x1 is the single neuron −x1 + 1/2:
 /// let mut not = [0.0f32; 2];
-/// forward(MatRef::from_row_major(&[0.0, 1.0], 2, 1), MatRef::from_row_major(&[-20.0], 1, 1),
-///     Some(&[10.0]), Activation::Sigmoid, MatMut::from_row_major(&mut not, 2, 1),
-///     Accum::Replace, Par::Seq);
+/// forward(MatMut::from_row_major(&mut not, 2, 1), Accum::Replace,
+///     MatRef::from_row_major(&[0.0, 1.0], 2, 1), MatRef::from_row_major(&[-20.0], 1, 1),
+///     Some(&[10.0]), Activation::Sigmoid, Par::Seq);
 /// assert!(not[0] > 0.5 && not[1] < 0.5);
 /// ```
 #[track_caller]
 pub fn forward<T: Element>(
+    y: MatMut<'_, T>,
+    accum: Accum<T>,
     x: MatRef<'_, T>,
     w: MatRef<'_, T>,
     b: Option<&[T]>,
     act: Activation,
-    y: MatMut<'_, T>,
-    accum: Accum<T>,
     par: Par,
 ) {
     check_forward_shapes(x, w, b, y.shape());
@@ -167,7 +168,8 @@ impl<T: Element> Default for BackwardOptions<T> {
 
 /// Backward pass of [`forward`]: from `dy = ∂L/∂y`, computes
 /// `dz = dy ⊙ act'(y)`, `db = Σ_batch dz`, `dw = dzᵀ·x (+ λ·w)` and
-/// `dx = dz·w`, touching `dy` and `y` once.
+/// `dx = dz·w`, touching `dy` and `y` once. The outputs (`grads`) come
+/// first, as in [`forward`] and [`gemm`](crate::gemm::gemm).
 ///
 /// Returns the gradient of PReLU's slope, `Σ dz·z` over `z < 0` (recovered
 /// from the output as `z = y/α`), or `None` for other activations.
@@ -184,22 +186,23 @@ impl<T: Element> Default for BackwardOptions<T> {
 /// // One sample, identity activation: dw = dyᵀ·x, db = dy, dx = dy·w.
 /// let (x, w, y, dy) = ([1.0f32, 2.0], [3.0f32, 4.0], [0.0f32], [0.5f32]);
 /// let (mut dw, mut db, mut dx) = ([0.0f32; 2], [0.0f32], [0.0f32; 2]);
-/// backward(MatRef::from_row_major(&x, 1, 2), MatRef::from_row_major(&w, 1, 2),
-///     MatRef::from_row_major(&y, 1, 1), MatRef::from_row_major(&dy, 1, 1), Activation::Identity,
+/// backward(
 ///     Grads { dw: MatMut::from_row_major(&mut dw, 1, 2), db: Some(&mut db),
 ///             dx: Some(MatMut::from_row_major(&mut dx, 1, 2)) },
+///     MatRef::from_row_major(&x, 1, 2), MatRef::from_row_major(&w, 1, 2),
+///     MatRef::from_row_major(&y, 1, 1), MatRef::from_row_major(&dy, 1, 1), Activation::Identity,
 ///     BackwardOptions::default(), &mut Workspace::new());
 /// assert_eq!((dw, db, dx), ([0.5, 1.0], [0.5], [1.5, 2.0]));
 /// ```
 #[track_caller]
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Element>(
+    grads: Grads<'_, T>,
     x: MatRef<'_, T>,
     w: MatRef<'_, T>,
     y: MatRef<'_, T>,
     dy: MatRef<'_, T>,
     act: Activation,
-    grads: Grads<'_, T>,
     options: BackwardOptions<T>,
     workspace: &mut Workspace<T>,
 ) -> Option<T> {

@@ -82,12 +82,12 @@ pub fn pre_activation<T: Element>(x: MatRef<'_, T>, w: MatRef<'_, T>, b: Option<
 
 /// Unfused forward: `y ← act(x·wᵀ + b + β·y)`.
 pub fn forward<T: Element>(
+    mut y: MatMut<'_, T>,
+    accum: Accum<T>,
     x: MatRef<'_, T>,
     w: MatRef<'_, T>,
     b: Option<&[T]>,
     act: Activation,
-    mut y: MatMut<'_, T>,
-    accum: Accum<T>,
 ) {
     let z = pre_activation(x, w, b);
     let (batch, outputs) = (x.nrows(), w.nrows());

@@ -330,12 +330,12 @@ impl Mlp {
                 _ => self.output_view(&done[layer - 1], layer - 1, batch),
             };
             dense::forward(
+                MatMut::from_strides(y, batch, outputs, stride as isize, 1),
+                Accum::Replace,
                 input,
                 self.weight(layer),
                 Some(self.bias(layer)),
                 self.activation(layer),
-                MatMut::from_strides(y, batch, outputs, stride as isize, 1),
-                Accum::Replace,
                 par,
             );
         }
@@ -398,16 +398,16 @@ impl Mlp {
                 }
             };
             dense::backward(
-                input,
-                self.weight(layer),
-                self.output_view(&ws.outputs[layer], layer, batch),
-                MatRef::from_row_major(dy, batch, outputs),
-                self.activation(layer),
                 Grads {
                     dw: weight_view_mut(dw, layer, (outputs, inputs)),
                     db: Some(db),
                     dx,
                 },
+                input,
+                self.weight(layer),
+                self.output_view(&ws.outputs[layer], layer, batch),
+                MatRef::from_row_major(dy, batch, outputs),
+                self.activation(layer),
                 BackwardOptions {
                     accum: Accum::Replace,
                     l2: None,
