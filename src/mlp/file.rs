@@ -249,33 +249,29 @@ fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
         )
     })?;
     let (sizes, hidden) = architecture(&file)?;
-    // Every tensor is checked before anything is allocated: the sizes in the
-    // metadata are only trusted once the file holds data that large.
-    let why = format!("the architecture {sizes:?}");
-    for l in 0..sizes.len() - 1 {
-        file.check_f32(
-            &format!("layers.{l}.weight"),
-            &[sizes[l + 1], sizes[l]],
-            &why,
-        )?;
-        file.check_f32(&format!("layers.{l}.bias"), &[sizes[l + 1]], &why)?;
-    }
-    // The tensors were checked against the file's size, so the count is
-    // bounded by it.
     let names: Vec<String> = (0..sizes.len() - 1)
         .map(|l| format!("layers.{l}."))
         .collect();
-    read_layers(&mut file, &names, &sizes, hidden)
+    let why = format!("the architecture {sizes:?}");
+    read_layers(&mut file, &names, &sizes, hidden, &why)
 }
 
-/// Builds the network of `sizes` from the checked tensors `{prefix}weight`
-/// `(out, in)` and `{prefix}bias` of each layer.
+/// Builds the network of `sizes` from the tensors `{prefix}weight`
+/// `(out, in)` and `{prefix}bias` of each layer; `why` names where the
+/// sizes came from, for a shape error.
 fn read_layers<R: Read + Seek>(
     file: &mut TensorFile<R>,
     prefixes: &[String],
     sizes: &[usize],
     hidden: Activation,
+    why: &str,
 ) -> Result<Mlp, String> {
+    // Every tensor is checked before anything is allocated: the sizes are
+    // only trusted once the file holds data that large.
+    for (l, prefix) in prefixes.iter().enumerate() {
+        file.check_f32(&format!("{prefix}weight"), &[sizes[l + 1], sizes[l]], why)?;
+        file.check_f32(&format!("{prefix}bias"), &[sizes[l + 1]], why)?;
+    }
     // The tensors were checked against the file's size, so the count is
     // bounded by it.
     let count = super::param_count(sizes).ok_or("layer sizes overflow")?;
@@ -355,12 +351,12 @@ fn read_pytorch(file: impl Read + Seek, len: u64, hidden: Activation) -> Result<
     let mut file = TensorFile::open(file, len, "model")?;
     let (prefixes, sizes) = linear_layers(&file.shapes())?;
     let why = format!("the architecture {sizes:?} (from the weights' shapes)");
-    for (l, prefix) in prefixes.iter().enumerate() {
-        file.check_f32(&format!("{prefix}weight"), &[sizes[l + 1], sizes[l]], &why)?;
-        file.check_f32(&format!("{prefix}bias"), &[sizes[l + 1]], &why)
-            .map_err(|e| format!("{e} (a Linear layer without a bias does not load)"))?;
-    }
-    read_layers(&mut file, &prefixes, &sizes, hidden)
+    read_layers(&mut file, &prefixes, &sizes, hidden, &why).map_err(|e| match e {
+        e if e.starts_with("missing tensor") => {
+            format!("{e} (a Linear layer without a bias does not load)")
+        }
+        e => e,
+    })
 }
 
 /// The layer sizes and hidden activation recorded in a model's (or a
