@@ -17,6 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use densekit::activation::Activation;
 use densekit::data::load_mnist;
 use densekit::gemm::{MatRef, Par};
+use densekit::loss::Targets;
 use densekit::mlp::{Mlp, MlpWorkspace};
 use densekit::optim::{Adam, Optimizer};
 use densekit::train::pixel_order;
@@ -53,10 +54,12 @@ fn step(c: &mut Criterion) {
                     None => mnist.train.clone(),
                 };
                 let mut rows: Vec<usize> = (0..batch).collect();
-                rows.sort_by_key(|&r| data.labels[r]);
+                rows.sort_by_key(|&r| data.labels().expect("labelled")[r]);
                 let mut x = vec![0.0; batch * 784];
                 data.gather_into(&rows, &mut x, Par::Seq);
-                let labels = rows.iter().map(|&r| data.labels[r] as usize);
+                let labels = rows
+                    .iter()
+                    .map(|&r| data.labels().expect("labelled")[r] as usize);
                 (x, labels.collect())
             } else {
                 let x = (0..batch * 784).map(|i| (i % 251) as f32 / 251.0);
@@ -82,7 +85,7 @@ fn step(c: &mut Criterion) {
                             for _ in 0..iters {
                                 net.gradients(
                                     MatRef::from_row_major(&x, batch, 784),
-                                    &labels,
+                                    Targets::Classes(&labels),
                                     &mut grads,
                                     &mut ws,
                                     par,

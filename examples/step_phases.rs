@@ -14,6 +14,7 @@ use densekit::Par;
 use densekit::activation::Activation;
 use densekit::data::load_mnist;
 use densekit::gemm::MatRef;
+use densekit::loss::Targets;
 use densekit::mlp::{Mlp, MlpWorkspace};
 use densekit::optim::{Adam, Optimizer};
 use densekit::train::pixel_order;
@@ -29,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let par = Par::Threads(threads);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
     let mnist = load_mnist(&dir)?;
-    let features = mnist.train.feature_count;
+    let features = mnist.train.feature_count();
     let mut net = Mlp::new(&[features, 256, 10], Activation::Relu, 1);
     // As the trainer arranges the data: pixels in tiles, batches grouped by class.
     let train = match pixel_order(&net, &mnist.train) {
@@ -45,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut rows: Vec<usize> = (0..BATCH)
             .map(|i| (step * 7919 + i * 104_729) % train.len())
             .collect();
-        rows.sort_by_key(|&r| train.labels[r]);
+        rows.sort_by_key(|&r| train.labels().expect("MNIST has labels")[r]);
         rows
     };
     let phases = ["gather", "forward", "forward+backward", "update"];
@@ -57,7 +58,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut x = vec![0.0f32; BATCH * features];
         for step in 0..STEPS {
             let batch = rows(step);
-            let labels: Vec<usize> = batch.iter().map(|&r| train.labels[r] as usize).collect();
+            let labels: Vec<usize> = batch
+                .iter()
+                .map(|&r| train.labels().expect("MNIST has labels")[r] as usize)
+                .collect();
             // As the trainer does: the next batch's rows load while this one trains.
             train.prefetch_rows(&rows(step + 1));
             let t0 = Instant::now();
@@ -66,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let input = MatRef::from_row_major(&x, BATCH, features);
             net.forward(input, &mut ws, par);
             let t2 = Instant::now();
-            net.gradients(input, &labels, &mut grads, &mut ws, par);
+            net.gradients(input, Targets::Classes(&labels), &mut grads, &mut ws, par);
             let t3 = Instant::now();
             optimizer.update(&mut state, net.params_mut(), &grads, 1e-3, par);
             let t4 = Instant::now();

@@ -2,6 +2,46 @@
 
 use crate::gemm::{Element, MatMut, MatRef};
 
+/// The losses a network trains with, each with the metric reported
+/// beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Softmax over the outputs, then cross-entropy against a class label
+    /// ([`softmax_cross_entropy`]); reported with the accuracy of the
+    /// argmax.
+    SoftmaxCrossEntropy,
+    /// Mean squared error against real targets ([`mse`], PyTorch's
+    /// `MSELoss`: the mean over samples and outputs); reported with its
+    /// square root, the RMSE.
+    MeanSquaredError,
+}
+
+/// The targets of a batch, which also choose the loss: class labels train
+/// softmax cross-entropy, real values mean squared error.
+///
+/// ```
+/// use densekit::loss::{Loss, Targets};
+/// assert_eq!(Targets::Classes(&[3, 1]).loss(), Loss::SoftmaxCrossEntropy);
+/// assert_eq!(Targets::Values(&[0.5, 2.0]).loss(), Loss::MeanSquaredError);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Targets<'a> {
+    /// One class label per sample.
+    Classes(&'a [usize]),
+    /// `batch × outputs` values, row-major.
+    Values(&'a [f32]),
+}
+
+impl Targets<'_> {
+    /// The loss these targets train with.
+    pub fn loss(&self) -> Loss {
+        match self {
+            Targets::Classes(_) => Loss::SoftmaxCrossEntropy,
+            Targets::Values(_) => Loss::MeanSquaredError,
+        }
+    }
+}
+
 /// Softmax followed by cross-entropy against integer labels, fused.
 ///
 /// For logits `z` of shape (batch, classes) and labels `t`, returns the mean

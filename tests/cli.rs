@@ -410,6 +410,9 @@ fn interrupted_run_keeps_its_finished_epochs() {
     interrupt_after(&args, 3);
     let text = std::fs::read_to_string(&metrics).unwrap();
     let lines: Vec<&str> = text.lines().collect();
+    let config: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(config["config"]["epochs"], 1000, "{text}");
+    let lines = &lines[1..];
     assert!(
         (3..1000).contains(&lines.len()),
         "{} epochs in the file",
@@ -487,7 +490,8 @@ fn interrupted_and_resumed_run_matches_the_uninterrupted_run() {
             .collect()
     };
     let want = metrics("whole.metrics");
-    assert_eq!(want.len(), 30);
+    assert_eq!(want.len(), 1 + 30, "a configuration line and 30 epochs");
+    assert_eq!(want[0]["config"]["optimizer"], "Adam lr 0.001");
     assert_eq!(metrics("parts.metrics"), want);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -151,12 +151,12 @@ fn mnist_layout_loads_and_is_validated() {
         (
             mnist.train.len(),
             mnist.test.len(),
-            mnist.train.feature_count
+            mnist.train.feature_count()
         ),
         (3, 2, 4)
     );
-    assert_eq!(mnist.train.pixels[..4], [0, 37, 74, 111]);
-    assert_eq!(mnist.train.image_shape, Some((2, 2)));
+    assert_eq!(mnist.train.pixels().unwrap()[..4], [0, 37, 74, 111]);
+    assert_eq!(mnist.train.image_shape(), Some((2, 2)));
 
     std::fs::write(
         dir.join("t10k-labels-idx1-ubyte.gz"),
@@ -180,12 +180,12 @@ fn repository_mnist_loads() {
         (
             mnist.train.len(),
             mnist.test.len(),
-            mnist.train.feature_count
+            mnist.train.feature_count()
         ),
         (60_000, 10_000, 784)
     );
-    assert_eq!(mnist.train.labels[..5], [5, 0, 4, 1, 9]);
-    assert_eq!(mnist.test.labels[..5], [7, 2, 1, 0, 4]);
+    assert_eq!(mnist.train.labels().unwrap()[..5], [5, 0, 4, 1, 9]);
+    assert_eq!(mnist.test.labels().unwrap()[..5], [7, 2, 1, 0, 4]);
 }
 
 /// Regression (fuzzing, `idx_parse`): gzip input legitimately decompresses to
@@ -205,12 +205,7 @@ fn gzip_data_may_exceed_its_compressed_size() {
 fn features_are_exactly_pixel_over_255() {
     use densekit::data::Dataset;
     // gather and gather_range append (after existing contents) in row order.
-    let data = Dataset {
-        pixels: (0..=255u8).collect(),
-        labels: vec![0; 4],
-        feature_count: 64,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels((0..=255u8).collect::<Vec<u8>>(), 64, vec![0; 4]).unwrap();
     let mut x = vec![-1.0];
     data.gather(&[3, 0], &mut x);
     data.gather_range(1..2, &mut x);
@@ -226,17 +221,17 @@ fn features_are_exactly_pixel_over_255() {
     assert_eq!(x, expect);
     // Rows whose length is not a multiple of the vector width (8) end in a
     // scalar tail; every value must still be the exact quotient.
-    let data = Dataset {
-        pixels: (0..=255u8).rev().chain(0..=4).collect(),
-        labels: vec![0; 7],
-        feature_count: 37,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels(
+        (0..=255u8).rev().chain(0..=2).collect::<Vec<u8>>(),
+        37,
+        vec![0; 7],
+    )
+    .unwrap();
     let mut x = Vec::new();
     data.gather(&[6, 0, 3], &mut x);
     let expect: Vec<f32> = [6usize, 0, 3]
         .iter()
-        .flat_map(|&r| data.pixels[r * 37..][..37].iter())
+        .flat_map(|&r| data.pixels().unwrap()[r * 37..][..37].iter())
         .map(|&p| f32::from(p) / 255.0)
         .collect();
     assert_eq!(
@@ -250,12 +245,14 @@ fn gather_into_matches_gather_on_any_thread_count() {
     use densekit::Par;
     use densekit::data::Dataset;
     // 300 rows of 37 pixels (not a multiple of the vector width), every byte value.
-    let data = Dataset {
-        pixels: (0..300 * 37).map(|i| (i * 7 % 256) as u8).collect(),
-        labels: vec![0; 300],
-        feature_count: 37,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels(
+        (0..300 * 37)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect::<Vec<u8>>(),
+        37,
+        vec![0; 300],
+    )
+    .unwrap();
     // Enough rows for the threaded path (and an odd count, so bands differ).
     let rows: Vec<usize> = (0..8001).map(|i| i * 13 % 300).collect();
     let mut expect = Vec::new();
@@ -277,12 +274,7 @@ fn gather_into_matches_gather_on_any_thread_count() {
 fn gather_into_rejects_a_wrong_output_length() {
     use densekit::Par;
     use densekit::data::Dataset;
-    let data = Dataset {
-        pixels: vec![0; 2 * 37],
-        labels: vec![0; 2],
-        feature_count: 37,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels(vec![0; 2 * 37], 37, vec![0; 2]).unwrap();
     data.gather_into(&[0, 1], &mut [0.0; 73], Par::Seq);
 }
 
@@ -309,17 +301,12 @@ fn strip_orders_permute_the_pixels() {
     );
     assert_eq!(strip_order(4, 4, 1), (0..16).collect::<Vec<_>>());
 
-    let data = Dataset {
-        pixels: (0..24).collect(),
-        labels: vec![0, 1],
-        feature_count: 12,
-        image_shape: Some((3, 4)),
-    };
+    let data = Dataset::images((0..24).collect::<Vec<u8>>(), (3, 4), vec![0, 1]).unwrap();
     let order = strip_order(3, 4, 2);
     let tiled = data.with_feature_order(&order);
-    assert_eq!(tiled.image_shape, None);
-    assert_eq!(tiled.labels, data.labels);
-    for (s, row) in tiled.pixels.chunks(12).enumerate() {
+    assert_eq!(tiled.image_shape(), None);
+    assert_eq!(tiled.labels(), data.labels());
+    for (s, row) in tiled.pixels().unwrap().chunks(12).enumerate() {
         for (j, &v) in row.iter().enumerate() {
             assert_eq!(v as usize, s * 12 + order[j]);
         }
@@ -329,11 +316,6 @@ fn strip_orders_permute_the_pixels() {
 #[test]
 #[should_panic(expected = "permutation")]
 fn feature_order_must_be_a_permutation() {
-    let data = Dataset {
-        pixels: vec![0; 6],
-        labels: vec![0, 0],
-        feature_count: 3,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels(vec![0; 6], 3, vec![0, 0]).unwrap();
     data.with_feature_order(&[0, 1, 1]);
 }

@@ -12,7 +12,7 @@ use densekit::data::Dataset;
 use densekit::gemm::{Accum, ISA_ENV_VAR, Isa, MatMut, MatRef, Par, gemm, reference};
 use densekit::mlp::Mlp;
 use densekit::optim::{Adam, Optimizer};
-use densekit::train::{TrainConfig, train};
+use densekit::train::{TrainConfig, TrainData, train};
 
 #[test]
 fn only_the_selected_isa_runs() {
@@ -54,12 +54,14 @@ fn only_the_selected_isa_runs() {
 
     // Training: activation passes (sigmoid, tanh), backward rows, softmax
     // with its exp, Adam updates.
-    let data = Dataset {
-        pixels: (0..256 * 16).map(|i| (i * 37 % 256) as u8).collect(),
-        labels: (0..256).map(|i| (i % 3) as u8).collect(),
-        feature_count: 16,
-        image_shape: None,
-    };
+    let data = Dataset::from_pixels(
+        (0..256 * 16)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect::<Vec<u8>>(),
+        16,
+        (0..256).map(|i| i % 3).collect::<Vec<u32>>(),
+    )
+    .unwrap();
     for act in [Activation::Sigmoid, Activation::Tanh] {
         let mut net = Mlp::new(&[16, 24, 3], act, 7);
         let config = TrainConfig {
@@ -70,13 +72,12 @@ fn only_the_selected_isa_runs() {
         let history = train(
             &mut net,
             &Optimizer::Adam(Adam::default()),
-            &data,
-            &data,
+            TrainData::new(&data).with_test(&data),
             &config,
             |_| {},
         )
         .expect("training runs");
-        assert!(history[0].train_loss.is_finite());
+        assert!(history[0].train.loss.is_finite());
     }
 
     let ran: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.has_run()).collect();

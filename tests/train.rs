@@ -6,7 +6,7 @@ use densekit::data::Dataset;
 use densekit::gemm::Par;
 use densekit::mlp::Mlp;
 use densekit::optim::{Adam, Optimizer, RmsProp, Schedule, Sgd, WeightDecay};
-use densekit::train::{TrainConfig, TrainError, train};
+use densekit::train::{TrainConfig, TrainData, TrainError, train};
 
 fn steps(opt: Optimizer, p0: f32, grads: &[f32]) -> Vec<f32> {
     let mut p = [p0];
@@ -161,12 +161,12 @@ fn schedules_follow_their_formulas() {
 }
 
 /// Four Gaussian-ish blobs in 6 dimensions, labelled by blob.
-fn blobs(n: usize, seed: u64) -> Dataset {
+fn blobs(n: usize, seed: u64) -> Dataset<'static> {
     let mut pixels = Vec::with_capacity(n * 6);
     let mut labels = Vec::with_capacity(n);
     let mut s = seed;
     for i in 0..n {
-        let class = (i % 4) as u8;
+        let class = (i % 4) as u32;
         for d in 0..6 {
             s = s
                 .wrapping_mul(6364136223846793005)
@@ -177,21 +177,16 @@ fn blobs(n: usize, seed: u64) -> Dataset {
         }
         labels.push(class);
     }
-    Dataset {
-        pixels,
-        labels,
-        feature_count: 6,
-        image_shape: None,
-    }
+    Dataset::from_pixels(pixels, 6, labels).unwrap()
 }
 
 /// Small sparse "images": a 2-pixel-wide bar at a class-dependent column
 /// of a 7 × 6 image, with a little noise, the rest black.
-fn bars(n: usize, seed: u64) -> Dataset {
+fn bars(n: usize, seed: u64) -> Dataset<'static> {
     let (rows, cols) = (7, 6);
     let mut s = seed;
     let mut pixels = vec![0u8; n * rows * cols];
-    let labels: Vec<u8> = (0..n).map(|i| (i % 4) as u8).collect();
+    let labels: Vec<u32> = (0..n).map(|i| (i % 4) as u32).collect();
     for (image, &class) in pixels.chunks_exact_mut(rows * cols).zip(&labels) {
         for r in 1..rows - 1 {
             s = s
@@ -201,12 +196,7 @@ fn bars(n: usize, seed: u64) -> Dataset {
             image[r * cols + c] = 150 + (s >> 40) as u8 % 100;
         }
     }
-    Dataset {
-        pixels,
-        labels,
-        feature_count: rows * cols,
-        image_shape: Some((rows, cols)),
-    }
+    Dataset::images(pixels, (rows, cols), labels).unwrap()
 }
 
 /// Images train with their pixels rearranged into tiles (and the network's
@@ -216,9 +206,13 @@ fn bars(n: usize, seed: u64) -> Dataset {
 #[test]
 fn image_training_hands_back_weights_in_the_data_order() {
     let (train_images, test_images) = (bars(300, 1), bars(100, 2));
-    let plain = |d: &Dataset| Dataset {
-        image_shape: None,
-        ..d.clone()
+    let plain = |d: &Dataset| {
+        Dataset::from_pixels(
+            d.pixels().unwrap().to_vec(),
+            d.feature_count(),
+            d.labels().unwrap().to_vec(),
+        )
+        .unwrap()
     };
     let (train_plain, test_plain) = (plain(&train_images), plain(&test_images));
     let run = |train_set: &Dataset, test_set: &Dataset| {
@@ -233,8 +227,18 @@ fn image_training_hands_back_weights_in_the_data_order() {
             lr: 0.05,
             ..Sgd::default()
         });
-        let history = train(&mut net, &sgd, train_set, test_set, &config, |_| {}).unwrap();
-        (net, history.last().unwrap().test_accuracy)
+        let history = train(
+            &mut net,
+            &sgd,
+            TrainData::new(train_set).with_test(test_set),
+            &config,
+            |_| {},
+        )
+        .unwrap();
+        (
+            net,
+            history.last().unwrap().test.unwrap().accuracy().unwrap(),
+        )
     };
     let (tiled, tiled_accuracy) = run(&train_images, &test_images);
     let (natural, natural_accuracy) = run(&train_plain, &test_plain);
@@ -266,8 +270,7 @@ fn trainer_learns_a_synthetic_problem_deterministically() {
                 lr: 0.01,
                 ..Adam::default()
             }),
-            &train_set,
-            &test_set,
+            TrainData::new(&train_set).with_test(&test_set),
             &config,
             |_| {},
         )
@@ -276,11 +279,15 @@ fn trainer_learns_a_synthetic_problem_deterministically() {
     };
     let (net, history) = run(Par::Seq);
     let last = history.last().unwrap();
-    assert!(last.test_accuracy > 0.95, "{last:?}");
-    assert!(last.train_loss < history[0].train_loss);
+    assert!(last.test.unwrap().accuracy().unwrap() > 0.95, "{last:?}");
+    assert!(last.train.loss < history[0].train.loss);
     assert_eq!(history.len(), 15);
     // The last partial batch (403 = 12·32 + 19) is used: every sample counts in train accuracy.
-    assert!((last.train_accuracy * 403.0 - (last.train_accuracy * 403.0).round()).abs() < 1e-9);
+    assert!(
+        (last.train.accuracy().unwrap() * 403.0 - (last.train.accuracy().unwrap() * 403.0).round())
+            .abs()
+            < 1e-9
+    );
     let (net2, history2) = run(Par::Threads(2));
     assert_eq!(
         net.params(),
@@ -289,7 +296,14 @@ fn trainer_learns_a_synthetic_problem_deterministically() {
     );
     let strip = |h: &[densekit::train::EpochMetrics]| {
         h.iter()
-            .map(|m| (m.train_loss, m.running_loss, m.test_loss, m.test_accuracy))
+            .map(|m| {
+                (
+                    m.train.loss,
+                    m.running_loss,
+                    m.test.unwrap().loss,
+                    m.test.unwrap().accuracy().unwrap(),
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&history), strip(&history2));
@@ -310,8 +324,7 @@ fn divergence_stops_with_a_clear_error() {
             lr: 1e30,
             ..Sgd::default()
         }),
-        &train_set,
-        &test_set,
+        TrainData::new(&train_set).with_test(&test_set),
         &config,
         |_| {},
     )
@@ -335,8 +348,7 @@ fn bad_labels_features_and_empty_sets_are_errors_not_panics() {
         let result = train(
             &mut net,
             &Optimizer::Sgd(Sgd::default()),
-            train_set,
-            test_set,
+            TrainData::new(train_set).with_test(test_set),
             &config,
             |_| {},
         );
@@ -348,26 +360,27 @@ fn bad_labels_features_and_empty_sets_are_errors_not_panics() {
     };
     // A label past the output count: in the training set (label 4 of a
     // 4-class net at sample 37) and in the test set.
-    let mut bad = blobs(64, 1);
-    bad.labels[37] = 4;
+    let relabel = |set: Dataset, i: usize, label: u32| {
+        let mut labels = set.labels().unwrap().to_vec();
+        labels[i] = label;
+        Dataset::from_pixels(set.pixels().unwrap().to_vec(), 6, labels).unwrap()
+    };
+    let bad = relabel(blobs(64, 1), 37, 4);
     let message = run(&bad, &blobs(16, 2), &[6, 8, 4]);
     assert!(
         message.contains("training sample 37 has label 4") && message.contains("4 outputs"),
         "{message}"
     );
-    let mut bad_test = blobs(16, 2);
-    bad_test.labels[3] = 200;
+    let bad_test = relabel(blobs(16, 2), 3, 200);
     let message = run(&blobs(64, 1), &bad_test, &[6, 8, 4]);
     assert!(message.contains("test sample 3 has label 200"), "{message}");
     // The same labels are fine for a net with enough outputs.
-    let mut ok = blobs(64, 1);
-    ok.labels[37] = 4;
+    let ok = relabel(blobs(64, 1), 37, 4);
     let mut net = Mlp::new(&[6, 8, 5], Activation::Relu, 1);
     train(
         &mut net,
         &Optimizer::Sgd(Sgd::default()),
-        &ok,
-        &blobs(16, 2),
+        TrainData::new(&ok).with_test(&blobs(16, 2)),
         &config,
         |_| {},
     )
@@ -375,23 +388,38 @@ fn bad_labels_features_and_empty_sets_are_errors_not_panics() {
     // A feature count other than the network's inputs.
     let message = run(&blobs(64, 1), &blobs(16, 2), &[7, 8, 4]);
     assert!(
-        message.contains("takes 7 inputs") && message.contains("6 (train)"),
+        message.contains("takes 7 inputs") && message.contains("training set has 6 features"),
         "{message}"
     );
-    // Pixels that do not fill len × feature_count.
-    let mut short = blobs(64, 1);
-    short.pixels.truncate(100);
-    let message = run(&short, &blobs(16, 2), &[6, 8, 4]);
-    assert!(message.contains("384 pixels, but holds 100"), "{message}");
-    // An empty training set.
-    let empty = Dataset {
-        pixels: vec![],
-        labels: vec![],
-        feature_count: 6,
-        image_shape: None,
-    };
+    // Pixels that do not fill len × feature_count: refused when built.
+    let short = blobs(64, 1);
+    let err = Dataset::from_pixels(&short.pixels().unwrap()[..100], 6, short.labels().unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("64 samples of 6 features need 384 values, got 100"),
+        "{err}"
+    );
+    // An empty training set, or an empty test set.
+    let empty = Dataset::from_pixels(vec![], 6, vec![]).unwrap();
     let message = run(&empty, &blobs(16, 2), &[6, 8, 4]);
-    assert!(message.contains("non-empty"), "{message}");
+    assert!(message.contains("the training set is empty"), "{message}");
+    let message = run(&blobs(64, 1), &empty, &[6, 8, 4]);
+    assert!(message.contains("the test set is empty"), "{message}");
+    // Real targets where the training set has labels.
+    let x: Vec<f32> = (0..16 * 6).map(|i| i as f32).collect();
+    let regression = Dataset::regression(&x[..], 6, vec![0.5; 16 * 4], 4).unwrap();
+    let message = run(&blobs(64, 1), &regression, &[6, 8, 4]);
+    assert!(
+        message.contains("the test set has real targets but the training set class labels"),
+        "{message}"
+    );
+    // A regression target count other than the outputs.
+    let message = run(&regression, &regression, &[6, 8, 3]);
+    assert!(
+        message.contains("4 targets per sample but the network 3 outputs"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -725,8 +753,7 @@ fn divergence_on_the_last_update_is_an_error() {
             lr: 1e38,
             ..Adam::default()
         }),
-        &train_set,
-        &test_set,
+        TrainData::new(&train_set).with_test(&test_set),
         &config,
         |_| {},
     )
@@ -748,11 +775,11 @@ fn without_timings(history: &[densekit::train::EpochMetrics]) -> Vec<[u64; 7]> {
         .map(|m| {
             [
                 m.epoch as u64,
-                m.train_loss.to_bits(),
+                m.train.loss.to_bits(),
                 m.running_loss.to_bits(),
-                m.train_accuracy.to_bits(),
-                m.test_loss.to_bits(),
-                m.test_accuracy.to_bits(),
+                m.train.accuracy().unwrap().to_bits(),
+                m.test.unwrap().loss.to_bits(),
+                m.test.unwrap().accuracy().unwrap().to_bits(),
                 u64::from(m.lr.to_bits()),
             ]
         })
@@ -784,7 +811,14 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
     });
     let fresh = Mlp::new(&[42, 64, 10], Activation::Relu, 3);
     let mut whole = fresh.clone();
-    let want = train(&mut whole, &adam, &train_set, &test_set, &config, |_| {}).unwrap();
+    let want = train(
+        &mut whole,
+        &adam,
+        TrainData::new(&train_set).with_test(&test_set),
+        &config,
+        |_| {},
+    )
+    .unwrap();
     let steps = 200usize.div_ceil(16);
     let path = std::env::temp_dir().join(format!("densekit-resume-{}.ckpt", std::process::id()));
     for (stop_epoch, stop_step) in [(1, 3), (2, steps), (2, 0), (3, 1)] {
@@ -792,8 +826,7 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
         let stopped = train_with(
             &mut net,
             &adam,
-            &train_set,
-            &test_set,
+            TrainData::new(&train_set).with_test(&test_set),
             &config,
             None,
             |p| match p {
@@ -815,8 +848,7 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
         let got = train_with(
             &mut resumed,
             &adam,
-            &train_set,
-            &test_set,
+            TrainData::new(&train_set).with_test(&test_set),
             &config,
             Some(&loaded),
             |_| Flow::Continue,
@@ -833,8 +865,7 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
     let Err(TrainError::Interrupted(checkpoint)) = train_with(
         &mut net,
         &adam,
-        &train_set,
-        &test_set,
+        TrainData::new(&train_set).with_test(&test_set),
         &config,
         None,
         |_| Flow::Stop,
@@ -845,8 +876,7 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
     let err = train_with(
         &mut net,
         &adam,
-        &train_set,
-        &test_set,
+        TrainData::new(&train_set).with_test(&test_set),
         &other,
         Some(&checkpoint),
         |_| Flow::Continue,
@@ -857,8 +887,7 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
     let err = train_with(
         &mut wider,
         &adam,
-        &train_set,
-        &test_set,
+        TrainData::new(&train_set).with_test(&test_set),
         &config,
         Some(&checkpoint),
         |_| Flow::Continue,
@@ -907,7 +936,14 @@ fn training_beside_a_busy_thread_on_any_thread_count() {
             lr: 0.05,
             ..Sgd::default()
         });
-        let history = train(&mut net, &sgd, &train_set, &test_set, &config, |_| {}).unwrap();
+        let history = train(
+            &mut net,
+            &sgd,
+            TrainData::new(&train_set).with_test(&test_set),
+            &config,
+            |_| {},
+        )
+        .unwrap();
         (net, without_timings(&history))
     };
     let want = run(Par::Threads(2));

@@ -17,10 +17,11 @@ use densekit::activation::Activation;
 use densekit::atomic_file::{check_writable, write_atomically};
 use densekit::data::{CLASSES, Dataset, load_mnist};
 use densekit::gemm::{MatRef, Par};
-use densekit::mlp::{Mlp, MlpWorkspace, PackedMlp};
+use densekit::mlp::{Mlp, MlpWorkspace, NORMALIZATION, PackedMlp};
 use densekit::optim::{Adam, Optimizer, RmsProp, Schedule, Sgd, WeightDecay};
 use densekit::train::{
-    Checkpoint, EpochMetrics, Flow, Progress, TrainConfig, TrainError, evaluate, train_with,
+    Checkpoint, EpochMetrics, Flow, Progress, Score, TrainConfig, TrainData, TrainError, evaluate,
+    train_with,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -377,7 +378,7 @@ fn run(args: Args) -> Result<(), Fail> {
     let load_started = Instant::now();
     let mnist = load_mnist(&dir)?;
     let load_seconds = load_started.elapsed().as_secs_f64();
-    let inputs = mnist.train.feature_count;
+    let inputs = mnist.train.feature_count();
     println!(
         "data: {} training and {} test images of {inputs} pixels from {} ({load_seconds:.2} s)",
         mnist.train.len(),
@@ -433,7 +434,7 @@ fn run(args: Args) -> Result<(), Fail> {
         let packed = net.packed();
         let mut confusion = vec![0usize; CLASSES * CLASSES];
         let mut ws = MlpWorkspace::new();
-        let (loss, accuracy) = evaluate(
+        let score = evaluate(
             &packed,
             &mnist.test,
             config.par,
@@ -447,8 +448,9 @@ fn run(args: Args) -> Result<(), Fail> {
             activation_name(net.hidden_activation())
         );
         println!(
-            "test loss {loss:.4}, test accuracy {:.2}%",
-            100.0 * accuracy
+            "test loss {:.4}, test accuracy {:.2}%",
+            score.loss,
+            100.0 * accuracy(score)
         );
         print_confusion(&confusion);
         println!(
@@ -478,7 +480,26 @@ fn run(args: Args) -> Result<(), Fail> {
         config.epochs,
         config.seed
     );
-    let mut metrics = args.metrics_out.as_deref().map(MetricsOut::new);
+    let run_config = serde_json::json!({
+        "densekit": env!("CARGO_PKG_VERSION"),
+        "data_dir": dir.display().to_string(),
+        "model": arch,
+        "hidden_activation": activation_name(net.hidden_activation()),
+        "parameters": net.params().len(),
+        "loaded": args.load.as_ref().map(|p| p.display().to_string()),
+        "optimizer": optimizer_name(&optimizer),
+        "batch_size": config.batch_size,
+        "epochs": config.epochs,
+        "schedule": format!("{:?}", config.schedule),
+        "seed": config.seed,
+        "running_lambda": config.running_lambda,
+        "kernel": kernel.to_string(),
+        "threads": threads,
+    });
+    let mut metrics = args
+        .metrics_out
+        .as_deref()
+        .map(|path| MetricsOut::new(path, &run_config));
     if let (Some(checkpoint), Some(path)) = (&resume, &args.resume) {
         println!(
             "resuming after epoch {} and {} steps of the next, from {}",
@@ -503,7 +524,7 @@ fn run(args: Args) -> Result<(), Fail> {
     let mut first_loss = resume
         .as_ref()
         .and_then(|c| c.history.first())
-        .map(|m| m.train_loss);
+        .map(|m| m.train.loss);
     let every = args.checkpoint_every;
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Err(Fail(
@@ -513,8 +534,7 @@ fn run(args: Args) -> Result<(), Fail> {
     let outcome = train_with(
         &mut net,
         &optimizer,
-        &mnist.train,
-        &mnist.test,
+        TrainData::new(&mnist.train).with_test(&mnist.test),
         &config,
         resume.as_ref(),
         |p| match p {
@@ -566,16 +586,16 @@ fn run(args: Args) -> Result<(), Fail> {
                 println!(
                     "epoch {:>3}: train loss {:.4} (Q {:.4}), train acc {:.2}%, test loss {:.4}, test acc {:.2}%, {:.2} s ({:.0} samples/s), lr {:.2e}",
                     m.epoch,
-                    m.train_loss,
+                    m.train.loss,
                     m.running_loss,
-                    100.0 * m.train_accuracy,
-                    m.test_loss,
-                    100.0 * m.test_accuracy,
+                    100.0 * accuracy(m.train),
+                    test_score(m).loss,
+                    100.0 * accuracy(test_score(m)),
                     m.train_seconds,
                     samples as f64 / m.train_seconds,
                     m.lr
                 );
-                let first = *first_loss.get_or_insert(m.train_loss);
+                let first = *first_loss.get_or_insert(m.train.loss);
                 if diverged.is_none() {
                     diverged = stalled(m, first, CLASSES);
                 }
@@ -603,7 +623,7 @@ fn run(args: Args) -> Result<(), Fail> {
     let mut eval_seconds: f64 = history.iter().map(|m| m.eval_seconds).sum();
     let eval_started = Instant::now();
     let mut confusion = vec![0usize; CLASSES * CLASSES];
-    let (_, accuracy) = evaluate(
+    let final_score = evaluate(
         &net,
         &mnist.test,
         config.par,
@@ -615,7 +635,7 @@ fn run(args: Args) -> Result<(), Fail> {
     // write never costs the trained model. All failures are reported.
     let mut failures = vec![];
     if let Some(path) = &args.save {
-        match net.save(path) {
+        match save_model(&net, path) {
             Ok(()) => println!("saved the model to {}", path.display()),
             Err(e) => failures.push(e.to_string()),
         }
@@ -634,7 +654,7 @@ fn run(args: Args) -> Result<(), Fail> {
     }
     println!(
         "\ntest accuracy {:.2}% after {} epochs",
-        100.0 * accuracy,
+        100.0 * accuracy(final_score),
         history.len()
     );
     print_confusion(&confusion);
@@ -670,21 +690,22 @@ fn run(args: Args) -> Result<(), Fail> {
 fn stalled(m: &EpochMetrics, first_loss: f64, classes: usize) -> Option<String> {
     let chance = 1.0 / classes as f64;
     let uniform = (classes as f64).ln();
-    if m.test_accuracy < 1.5 * chance && m.train_loss > 2.0 * uniform {
+    let test_accuracy = accuracy(test_score(m));
+    if test_accuracy < 1.5 * chance && m.train.loss > 2.0 * uniform {
         return Some(format!(
             "after epoch {} the test accuracy is {:.2}% (chance: {:.0}%) and the training loss {:.3} \
              (a uniform guess scores {uniform:.3}); try a lower learning rate",
             m.epoch,
-            100.0 * m.test_accuracy,
+            100.0 * test_accuracy,
             100.0 * chance,
-            m.train_loss
+            m.train.loss
         ));
     }
-    (m.epoch >= 2 && m.train_loss > 1.1 * first_loss).then(|| {
+    (m.epoch >= 2 && m.train.loss > 1.1 * first_loss).then(|| {
         format!(
             "the training loss of epoch {} ({:.4}) is above the first epoch's ({first_loss:.4}); \
              try a lower learning rate",
-            m.epoch, m.train_loss
+            m.epoch, m.train.loss
         )
     })
 }
@@ -697,7 +718,7 @@ fn interrupted(args: &Args, net: &Mlp, checkpoint: &Checkpoint) -> String {
         checkpoint.epochs_done, checkpoint.steps_done
     )];
     if let Some(path) = &args.save {
-        said.push(match net.save(path) {
+        said.push(match save_model(net, path) {
             Ok(()) => format!("saved the model to {}", path.display()),
             Err(e) => e.to_string(),
         });
@@ -715,15 +736,37 @@ fn interrupted(args: &Args, net: &Mlp, checkpoint: &Checkpoint) -> String {
     said.join("; ")
 }
 
+/// The model file's notes: what its inputs and outputs are.
+fn save_model(net: &Mlp, path: &std::path::Path) -> Result<(), densekit::mlp::ModelError> {
+    net.save_with_metadata(
+        path,
+        &[
+            ("normalization", NORMALIZATION),
+            ("output", "logits (softmax cross-entropy)"),
+        ],
+    )
+}
+
+/// A score's accuracy (train_mnist's sets are all labelled).
+fn accuracy(score: Score) -> f64 {
+    score.accuracy().expect("MNIST sets have class labels")
+}
+
+/// The test score of an epoch (train_mnist always has a test set).
+fn test_score(m: &EpochMetrics) -> Score {
+    m.test.expect("train_mnist scores the test set")
+}
+
 /// One epoch's `--metrics-out` line.
 fn metrics_line(m: &EpochMetrics, elapsed: f64) -> serde_json::Value {
+    let test = test_score(m);
     serde_json::json!({
         "epoch": m.epoch,
-        "train_loss": m.train_loss,
+        "train_loss": m.train.loss,
         "running_loss": m.running_loss,
-        "train_accuracy": m.train_accuracy,
-        "test_loss": m.test_loss,
-        "test_accuracy": m.test_accuracy,
+        "train_accuracy": accuracy(m.train),
+        "test_loss": test.loss,
+        "test_accuracy": accuracy(test),
         "lr": m.lr,
         "epoch_seconds": m.train_seconds,
         "elapsed_seconds": elapsed,
@@ -764,7 +807,8 @@ fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// `--metrics-out`: one JSON line per epoch. The file is replaced
+/// `--metrics-out`: a first JSON line with the run's configuration
+/// (`{"config": {...}}`), then one per epoch. The file is replaced
 /// atomically after every epoch, so it always holds the epochs finished so
 /// far: an interrupted run keeps them, and a run that stops before its
 /// first epoch leaves the previous file as it was.
@@ -774,14 +818,17 @@ struct MetricsOut<'a> {
     /// file is rewritten with all of them.
     stream: bool,
     lines: String,
+    /// Bytes of `lines` a stream has been sent.
+    sent: usize,
 }
 
 impl<'a> MetricsOut<'a> {
-    fn new(path: &'a std::path::Path) -> Self {
+    fn new(path: &'a std::path::Path, config: &serde_json::Value) -> Self {
         MetricsOut {
             path,
             stream: std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
-            lines: String::new(),
+            lines: format!("{}\n", serde_json::json!({ "config": config })),
+            sent: 0,
         }
     }
 
@@ -798,10 +845,11 @@ impl<'a> MetricsOut<'a> {
 
     fn record(&mut self, m: &EpochMetrics, elapsed: f64) -> std::io::Result<()> {
         let line = metrics_line(m, elapsed);
-        let start = self.lines.len();
         self.lines.push_str(&format!("{line}\n"));
-        let bytes = &self.lines.as_bytes()[if self.stream { start } else { 0 }..];
-        write_atomically(self.path, bytes, false)
+        let from = if self.stream { self.sent } else { 0 };
+        write_atomically(self.path, &self.lines.as_bytes()[from..], false)?;
+        self.sent = self.lines.len();
+        Ok(())
     }
 }
 
@@ -839,16 +887,16 @@ fn draw_curves(
             "loss (cross-entropy)",
             &left,
             [
-                ("train", |m| m.train_loss, BLUE),
-                ("test", |m| m.test_loss, RED),
+                ("train", |m| m.train.loss, BLUE),
+                ("test", |m| test_score(m).loss, RED),
             ],
         ),
         (
             "accuracy",
             &right,
             [
-                ("train", |m| m.train_accuracy, BLUE),
-                ("test", |m| m.test_accuracy, RED),
+                ("train", |m| accuracy(m.train), BLUE),
+                ("test", |m| accuracy(test_score(m)), RED),
             ],
         ),
     ];
@@ -941,7 +989,7 @@ fn optimizer_name(opt: &Optimizer) -> String {
 /// at a time (batch 1, the latency a request handler sees), the inputs
 /// gathered beforehand so only the network is timed.
 fn seconds_per_image(net: &PackedMlp, data: &Dataset, par: Par, ws: &mut MlpWorkspace) -> f64 {
-    let features = data.feature_count;
+    let features = data.feature_count();
     let mut x = Vec::with_capacity(data.len() * features);
     data.gather_range(0..data.len(), &mut x);
     let started = Instant::now();

@@ -1,11 +1,32 @@
-//! Data sets: the MNIST IDX files, loaded into memory as `f32` features.
+//! Data sets: features and targets in memory, and the MNIST IDX files.
+//!
+//! A [`Dataset`] holds `len` samples of `feature_count` features each,
+//! row-major, as `f32` values or as bytes (image pixels, read as
+//! `pixel / 255`), with one target per sample: a class label (trained with
+//! softmax cross-entropy) or `target_count` real values (trained with mean
+//! squared error). It owns its data or borrows it from the caller.
+//!
+//! ```
+//! use densekit::data::Dataset;
+//! // Four samples of two features, borrowed, with class labels.
+//! let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+//! let xor = Dataset::classification(&x[..], 2, vec![0, 1, 1, 0]).unwrap();
+//! assert_eq!((xor.len(), xor.feature_count(), xor.labels()), (4, 2, Some(&[0, 1, 1, 0][..])));
+//! // The same inputs with a real target each.
+//! let sum = Dataset::regression(&x[..], 2, vec![0.0, 1.0, 1.0, 2.0], 1).unwrap();
+//! assert_eq!(sum.targets(), Some(&[0.0, 1.0, 1.0, 2.0][..]));
+//! ```
 
 pub mod idx;
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::loss::Loss;
 use crate::par::Par;
 
 use idx::{DataError, DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, read_idx};
@@ -13,40 +34,210 @@ use idx::{DataError, DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, read_idx};
 /// Number of classes in MNIST and its drop-in variants.
 pub const CLASSES: usize = 10;
 
-/// A labelled set of images. Pixels are kept as bytes (a quarter of the
-/// memory traffic of `f32`) and become features `pixel / 255` in `[0, 1]`,
-/// as the lecture does, when rows are gathered.
-#[derive(Clone, Debug)]
-pub struct Dataset {
-    /// `len × feature_count` pixels, row-major.
-    pub pixels: Vec<u8>,
-    /// One label in `0..CLASSES` per sample.
-    pub labels: Vec<u8>,
-    /// Values per sample (784 for 28×28 images).
-    pub feature_count: usize,
-    /// `(rows, cols)` of each sample when the samples are images with their
-    /// pixels in row-major order (IDX files give it), so that a trainer may
-    /// rearrange them (see [`strip_order`]); `None` otherwise.
-    pub image_shape: Option<(usize, usize)>,
+/// A data set: `len` samples of `feature_count` features, row-major, and a
+/// target per sample (a class label, or `target_count` real values). Built
+/// by [`classification`](Self::classification),
+/// [`regression`](Self::regression), [`images`](Self::images) or
+/// [`from_pixels`](Self::from_pixels), which check the shapes once; the
+/// data is owned (`Vec`) or borrowed (`&[T]`), as `Cow` allows.
+///
+/// Byte features (pixels) stay bytes, a quarter of the memory traffic of
+/// `f32`, and become `pixel / 255` when rows are gathered, as the lecture
+/// normalizes them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset<'a> {
+    features: Features<'a>,
+    feature_count: usize,
+    targets: Targets<'a>,
+    image_shape: Option<(usize, usize)>,
 }
 
-impl Dataset {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.labels.len()
+/// A data set's features, `len × feature_count`, row-major.
+#[derive(Clone, Debug, PartialEq)]
+enum Features<'a> {
+    /// Bytes, read as `byte / 255`.
+    Pixels(Cow<'a, [u8]>),
+    /// Values, read as they are.
+    Values(Cow<'a, [f32]>),
+}
+
+/// A data set's targets.
+#[derive(Clone, Debug, PartialEq)]
+enum Targets<'a> {
+    /// One class label per sample.
+    Labels(Cow<'a, [u32]>),
+    /// `count` values per sample, row-major.
+    Values {
+        values: Cow<'a, [f32]>,
+        count: usize,
+    },
+}
+
+impl Targets<'_> {
+    /// These targets, copied if borrowed.
+    fn into_owned(self) -> Targets<'static> {
+        match self {
+            Targets::Labels(l) => Targets::Labels(Cow::Owned(l.into_owned())),
+            Targets::Values { values, count } => Targets::Values {
+                values: Cow::Owned(values.into_owned()),
+                count,
+            },
+        }
+    }
+}
+
+/// Why a [`Dataset`] could not be built: shapes that do not fit, or a
+/// value that cannot be trained on. The message names the sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatasetError(String);
+
+impl fmt::Display for DatasetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DatasetError {}
+
+/// `Err(DatasetError)` with a formatted message.
+macro_rules! invalid {
+    ($($arg:tt)*) => { Err(DatasetError(format!($($arg)*))) };
+}
+
+impl<'a> Dataset<'a> {
+    /// A classification set: `f32` features, `feature_count` per sample,
+    /// and one class label per sample (checked against the network's class
+    /// count when training starts).
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let data = Dataset::classification(vec![0.5, -1.0, 2.0, 0.0], 2, vec![1, 0]).unwrap();
+    /// assert_eq!(data.len(), 2);
+    /// let err = Dataset::classification(vec![0.5, -1.0, 2.0], 2, vec![1, 0]).unwrap_err();
+    /// assert!(err.to_string().contains("2 samples of 2 features need 4 values, got 3"));
+    /// ```
+    ///
+    /// # Errors
+    /// If `features` does not hold `labels.len() × feature_count` values,
+    /// or a feature is NaN or infinite (the message names the sample).
+    pub fn classification(
+        features: impl Into<Cow<'a, [f32]>>,
+        feature_count: usize,
+        labels: impl Into<Cow<'a, [u32]>>,
+    ) -> Result<Dataset<'a>, DatasetError> {
+        let (features, labels) = (features.into(), labels.into());
+        check_features(features.len(), feature_count, labels.len())?;
+        check_finite("feature", &features, feature_count)?;
+        Ok(Dataset {
+            features: Features::Values(features),
+            feature_count,
+            targets: Targets::Labels(labels),
+            image_shape: None,
+        })
     }
 
-    /// Whether there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+    /// A regression set: `f32` features, `feature_count` per sample, and
+    /// `target_count` real targets per sample (the network's outputs),
+    /// both row-major.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// // Three samples, one feature, two targets each.
+    /// let data = Dataset::regression(vec![1.0, 2.0, 3.0], 1, vec![1.0, 2.0, 2.0, 4.0, 3.0, 6.0], 2).unwrap();
+    /// assert_eq!((data.len(), data.target_count()), (3, Some(2)));
+    /// ```
+    ///
+    /// # Errors
+    /// If `target_count` is zero, `targets` is not a whole number of
+    /// samples, `features` does not hold `len × feature_count` values, or a
+    /// value is NaN or infinite (the message names the sample).
+    pub fn regression(
+        features: impl Into<Cow<'a, [f32]>>,
+        feature_count: usize,
+        targets: impl Into<Cow<'a, [f32]>>,
+        target_count: usize,
+    ) -> Result<Dataset<'a>, DatasetError> {
+        let (features, targets) = (features.into(), targets.into());
+        if target_count == 0 || targets.len() % target_count != 0 {
+            return invalid!(
+                "{} targets are not a whole number of samples of {target_count} targets",
+                targets.len()
+            );
+        }
+        check_features(features.len(), feature_count, targets.len() / target_count)?;
+        check_finite("feature", &features, feature_count)?;
+        check_finite("target", &targets, target_count)?;
+        Ok(Dataset {
+            features: Features::Values(features),
+            feature_count,
+            targets: Targets::Values {
+                values: targets,
+                count: target_count,
+            },
+            image_shape: None,
+        })
     }
 
-    /// Builds a data set from images (`len × rows × cols` bytes) and labels.
+    /// A classification set of byte features (read as `byte / 255`),
+    /// `feature_count` per sample, with one label per sample.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let data = Dataset::from_pixels(vec![0, 255, 51, 102], 2, vec![1, 2]).unwrap();
+    /// let mut x = Vec::new();
+    /// data.gather(&[1, 0], &mut x);
+    /// assert_eq!(x, [0.2, 0.4, 0.0, 1.0]);
+    /// ```
+    ///
+    /// # Errors
+    /// If `pixels` does not hold `labels.len() × feature_count` bytes.
+    pub fn from_pixels(
+        pixels: impl Into<Cow<'a, [u8]>>,
+        feature_count: usize,
+        labels: impl Into<Cow<'a, [u32]>>,
+    ) -> Result<Dataset<'a>, DatasetError> {
+        let (pixels, labels) = (pixels.into(), labels.into());
+        check_features(pixels.len(), feature_count, labels.len())?;
+        Ok(Dataset {
+            features: Features::Pixels(pixels),
+            feature_count,
+            targets: Targets::Labels(labels),
+            image_shape: None,
+        })
+    }
+
+    /// [`from_pixels`](Self::from_pixels) for images of `rows × cols`
+    /// pixels each, row-major: a trainer may then rearrange the pixels (see
+    /// [`strip_order`]).
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let data = Dataset::images(vec![0; 2 * 6], (2, 3), vec![0, 1]).unwrap();
+    /// assert_eq!((data.feature_count(), data.image_shape()), (6, Some((2, 3))));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_pixels`](Self::from_pixels), or if `rows × cols` overflows.
+    pub fn images(
+        pixels: impl Into<Cow<'a, [u8]>>,
+        (rows, cols): (usize, usize),
+        labels: impl Into<Cow<'a, [u32]>>,
+    ) -> Result<Dataset<'a>, DatasetError> {
+        let Some(feature_count) = rows.checked_mul(cols) else {
+            return invalid!("images of {rows}×{cols} pixels overflow usize");
+        };
+        let mut data = Dataset::from_pixels(pixels, feature_count, labels)?;
+        data.image_shape = Some((rows, cols));
+        Ok(data)
+    }
+
+    /// Builds a data set from IDX images (`len × rows × cols` bytes) and
+    /// labels.
     ///
     /// # Errors
     /// A message if the counts differ or a label is not below [`CLASSES`].
-    pub fn from_idx(images: idx::Idx, labels: idx::Idx) -> Result<Dataset, String> {
-        let (count, feature_count) = (images.dims[0], images.dims[1] * images.dims[2]);
+    pub fn from_idx(images: idx::Idx, labels: idx::Idx) -> Result<Dataset<'static>, String> {
+        let count = images.dims[0];
         if labels.dims[0] != count {
             return Err(format!("{count} images but {} labels", labels.dims[0]));
         }
@@ -58,88 +249,226 @@ impl Dataset {
         {
             return Err(format!("label {l} of sample {i} is not below {CLASSES}"));
         }
-        Ok(Dataset {
-            pixels: images.data,
-            labels: labels.data,
-            feature_count,
-            image_shape: Some((images.dims[1], images.dims[2])),
-        })
+        let labels: Vec<u32> = labels.data.iter().map(|&l| u32::from(l)).collect();
+        Dataset::images(images.data, (images.dims[1], images.dims[2]), labels)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match &self.targets {
+            Targets::Labels(labels) => labels.len(),
+            Targets::Values { values, count } => values.len() / count,
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Features per sample (784 for 28×28 images).
+    pub fn feature_count(&self) -> usize {
+        self.feature_count
+    }
+
+    /// `(rows, cols)` of each sample when the samples are images with their
+    /// pixels in row-major order (IDX files give it); `None` otherwise.
+    pub fn image_shape(&self) -> Option<(usize, usize)> {
+        self.image_shape
+    }
+
+    /// The class labels, one per sample, if this is a classification set.
+    pub fn labels(&self) -> Option<&[u32]> {
+        match &self.targets {
+            Targets::Labels(labels) => Some(labels),
+            Targets::Values { .. } => None,
+        }
+    }
+
+    /// The regression targets, `len × target_count` row-major, if this is
+    /// a regression set.
+    pub fn targets(&self) -> Option<&[f32]> {
+        match &self.targets {
+            Targets::Labels(_) => None,
+            Targets::Values { values, .. } => Some(values),
+        }
+    }
+
+    /// Targets per sample of a regression set (`None` for class labels).
+    pub fn target_count(&self) -> Option<usize> {
+        match self.targets {
+            Targets::Labels(_) => None,
+            Targets::Values { count, .. } => Some(count),
+        }
+    }
+
+    /// The loss a network trains on this set with: softmax cross-entropy
+    /// for class labels, mean squared error for real targets.
+    pub fn loss(&self) -> Loss {
+        match self.targets {
+            Targets::Labels(_) => Loss::SoftmaxCrossEntropy,
+            Targets::Values { .. } => Loss::MeanSquaredError,
+        }
+    }
+
+    /// The byte features, if the features are pixels.
+    pub fn pixels(&self) -> Option<&[u8]> {
+        match &self.features {
+            Features::Pixels(p) => Some(p),
+            Features::Values(_) => None,
+        }
+    }
+
+    /// The `f32` features, if they are not pixels.
+    pub fn values(&self) -> Option<&[f32]> {
+        match &self.features {
+            Features::Pixels(_) => None,
+            Features::Values(v) => Some(v),
+        }
+    }
+
+    /// Samples `range`, borrowed from this set (no copy): for example a
+    /// validation split of the last samples of a training set.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let data = Dataset::from_pixels(vec![1, 2, 3, 4, 5, 6], 2, vec![0, 1, 2]).unwrap();
+    /// let (train, val) = (data.rows(0..2), data.rows(2..3));
+    /// assert_eq!((train.len(), val.pixels(), val.labels()), (2, Some(&[5, 6][..]), Some(&[2][..])));
+    /// ```
+    ///
+    /// # Panics
+    /// If `range` is not within `0..len`.
+    #[track_caller]
+    pub fn rows(&self, range: Range<usize>) -> Dataset<'_> {
+        assert!(
+            range.start <= range.end && range.end <= self.len(),
+            "Dataset::rows: samples {range:?} of a set of {}",
+            self.len()
+        );
+        let f = self.feature_count;
+        let features = match &self.features {
+            Features::Pixels(p) => {
+                Features::Pixels(Cow::Borrowed(&p[range.start * f..range.end * f]))
+            }
+            Features::Values(v) => {
+                Features::Values(Cow::Borrowed(&v[range.start * f..range.end * f]))
+            }
+        };
+        let targets = match &self.targets {
+            Targets::Labels(l) => Targets::Labels(Cow::Borrowed(&l[range])),
+            Targets::Values { values, count } => Targets::Values {
+                values: Cow::Borrowed(&values[range.start * count..range.end * count]),
+                count: *count,
+            },
+        };
+        Dataset {
+            features,
+            feature_count: f,
+            targets,
+            image_shape: self.image_shape,
+        }
+    }
+
+    /// This set with its data copied if borrowed, free of the lender.
+    pub fn into_owned(self) -> Dataset<'static> {
+        Dataset {
+            features: match self.features {
+                Features::Pixels(p) => Features::Pixels(Cow::Owned(p.into_owned())),
+                Features::Values(v) => Features::Values(Cow::Owned(v.into_owned())),
+            },
+            feature_count: self.feature_count,
+            targets: self.targets.into_owned(),
+            image_shape: self.image_shape,
+        }
     }
 
     /// This data set with each sample's features reordered: feature `j` of
     /// the result is feature `order[j]` of `self` (pair it with
     /// [`Mlp::reorder_inputs`](crate::mlp::Mlp::reorder_inputs)). The result
-    /// is no longer in image layout: its `image_shape` is `None`.
+    /// owns its features and is no longer in image layout: its
+    /// `image_shape` is `None`.
     ///
     /// ```
     /// use densekit::data::Dataset;
-    /// let data = Dataset { pixels: vec![1, 2, 3, 4, 5, 6], labels: vec![0, 1],
-    ///                      feature_count: 3, image_shape: Some((1, 3)) };
+    /// let data = Dataset::images(vec![1, 2, 3, 4, 5, 6], (1, 3), vec![0, 1]).unwrap();
     /// let swapped = data.with_feature_order(&[2, 0, 1]);
-    /// assert_eq!(swapped.pixels, [3, 1, 2, 6, 4, 5]);
+    /// assert_eq!(swapped.pixels(), Some(&[3, 1, 2, 6, 4, 5][..]));
     /// ```
     ///
     /// # Panics
     /// If `order` is not a permutation of `0..feature_count`.
     #[track_caller]
-    pub fn with_feature_order(&self, order: &[usize]) -> Dataset {
+    pub fn with_feature_order(&self, order: &[usize]) -> Dataset<'static> {
         let f = self.feature_count;
         assert!(
             is_permutation(order, f),
             "Dataset::with_feature_order: the order must be a permutation of 0..{f}"
         );
-        let mut pixels = vec![0u8; self.pixels.len()];
-        if f > 0 {
-            pixels
-                .par_chunks_mut(f * ROWS_PER_TASK)
-                .zip(self.pixels.par_chunks(f * ROWS_PER_TASK))
-                .for_each(|(out, pixels)| {
-                    for (out, row) in out.chunks_exact_mut(f).zip(pixels.chunks_exact(f)) {
-                        for (o, &from) in out.iter_mut().zip(order) {
-                            *o = row[from];
-                        }
-                    }
-                });
-        }
+        let features = match &self.features {
+            Features::Pixels(p) => Features::Pixels(Cow::Owned(permuted(p, order))),
+            Features::Values(v) => Features::Values(Cow::Owned(permuted(v, order))),
+        };
         Dataset {
-            pixels,
-            labels: self.labels.clone(),
+            features,
             feature_count: f,
+            targets: self.targets.clone().into_owned(),
             image_shape: None,
         }
     }
 
     /// Appends the features of samples `rows` (in that order) to `out`,
-    /// `feature_count` values each, as `pixel / 255`.
+    /// `feature_count` values each (pixels as `pixel / 255`).
     ///
     /// ```
     /// use densekit::data::Dataset;
-    /// let data = Dataset { pixels: vec![0, 255, 51, 102], labels: vec![1, 2],
-    ///                      feature_count: 2, image_shape: None };
+    /// let data = Dataset::classification(vec![1.0, 2.0, 3.0, 4.0], 2, vec![0, 1]).unwrap();
     /// let mut x = Vec::new();
     /// data.gather(&[1, 0], &mut x);
-    /// assert_eq!(x, [0.2, 0.4, 0.0, 1.0]);
+    /// assert_eq!(x, [3.0, 4.0, 1.0, 2.0]);
     /// ```
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    #[track_caller]
     pub fn gather(&self, rows: &[usize], out: &mut Vec<f32>) {
-        out.reserve(rows.len() * self.feature_count);
-        self.for_each_pixel_row(rows, |pixels| append_features(pixels, out));
+        let start = out.len();
+        out.resize(start + rows.len() * self.feature_count, 0.0);
+        self.gather_rows(rows, &mut out[start..]);
     }
 
-    /// Calls `f` with the pixels of samples `rows`, in that order. Shuffled
-    /// rows of a data set larger than the caches: a few rows ahead are
-    /// prefetched, so the conversion does not wait on memory row by row.
-    #[inline(always)]
-    fn for_each_pixel_row(&self, rows: &[usize], mut f: impl FnMut(&[u8])) {
-        let n = self.feature_count;
-        let row = |r: usize| &self.pixels[r * n..][..n];
-        for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
-            crate::simd::prefetch_read(row(r));
+    /// Writes the features of samples `rows` into `out` (`rows.len() ×
+    /// feature_count` slots), a few rows ahead prefetched: shuffled rows of
+    /// a data set larger than the caches then do not wait on memory row by
+    /// row.
+    fn gather_rows(&self, rows: &[usize], out: &mut [f32]) {
+        let f = self.feature_count;
+        if f == 0 {
+            return;
         }
-        for (i, &r) in rows.iter().enumerate() {
+        let prefetch_ahead = |i: usize| {
             if let Some(&ahead) = rows.get(i + GATHER_PREFETCH_ROWS) {
-                crate::simd::prefetch_read(row(ahead));
+                self.prefetch_row(ahead);
             }
-            f(row(r));
+        };
+        for &r in rows.iter().take(GATHER_PREFETCH_ROWS) {
+            self.prefetch_row(r);
+        }
+        let slots = out.chunks_exact_mut(f).zip(rows).enumerate();
+        match &self.features {
+            Features::Pixels(p) => {
+                for (i, (slot, &r)) in slots {
+                    prefetch_ahead(i);
+                    crate::simd::bytes_divided_into(&p[r * f..][..f], PIXEL_MAX, slot);
+                }
+            }
+            Features::Values(v) => {
+                for (i, (slot, &r)) in slots {
+                    prefetch_ahead(i);
+                    slot.copy_from_slice(&v[r * f..][..f]);
+                }
+            }
         }
     }
 
@@ -151,8 +480,7 @@ impl Dataset {
     /// ```
     /// use densekit::Par;
     /// use densekit::data::Dataset;
-    /// let data = Dataset { pixels: vec![0, 255, 51, 102], labels: vec![1, 2],
-    ///                      feature_count: 2, image_shape: None };
+    /// let data = Dataset::from_pixels(vec![0, 255, 51, 102], 2, vec![1, 2]).unwrap();
     /// let mut x = vec![0.0; 4];
     /// data.gather_into(&[1, 0], &mut x, Par::Auto);
     /// assert_eq!(x, [0.2, 0.4, 0.0, 1.0]);
@@ -163,9 +491,9 @@ impl Dataset {
     /// index is out of range.
     #[track_caller]
     pub fn gather_into(&self, rows: &[usize], out: &mut [f32], par: Par) {
-        /// A pixel costs about as much as this many multiply-adds (`Par`'s
+        /// A feature costs about as much as this many multiply-adds (`Par`'s
         /// unit of work): a batch of 128 MNIST rows is worth two threads.
-        const MULTIPLY_ADDS_PER_PIXEL: usize = 16;
+        const MULTIPLY_ADDS_PER_FEATURE: usize = 16;
         let f = self.feature_count;
         assert!(
             out.len() == rows.len() * f,
@@ -174,48 +502,126 @@ impl Dataset {
             rows.len() * f,
             out.len()
         );
-        let gather = |rows: &[usize], out: &mut [f32]| {
-            let mut slots = out.chunks_exact_mut(f);
-            self.for_each_pixel_row(rows, |pixels| {
-                let slot = slots.next().expect("one slot per row (checked above)");
-                crate::simd::bytes_divided_into(pixels, PIXEL_MAX, slot);
-            });
-        };
         if f == 0 || rows.is_empty() {
             return;
         }
-        par.run(out.len() * MULTIPLY_ADDS_PER_PIXEL, |threads| {
+        par.run(out.len() * MULTIPLY_ADDS_PER_FEATURE, |threads| {
             let per = rows.len().div_ceil(threads.max(1));
             if threads > 1 {
                 out.par_chunks_mut(per * f)
                     .zip(rows.par_chunks(per))
-                    .for_each(|(out, rows)| gather(rows, out));
+                    .for_each(|(out, rows)| self.gather_rows(rows, out));
             } else {
-                gather(rows, out);
+                self.gather_rows(rows, out);
             }
         });
     }
 
-    /// Asks the CPU to start loading the pixels of samples `rows` into the
-    /// caches (a hint: it never faults and changes nothing). The trainer
-    /// calls it for the next mini-batch, so gathering that batch does not
-    /// wait on memory.
+    /// Appends the targets of samples `rows` (in that order): their labels
+    /// to `labels` for a classification set, else their `target_count`
+    /// values each to `values`.
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    #[track_caller]
+    pub fn gather_targets(
+        &self,
+        rows: impl IntoIterator<Item = usize>,
+        labels: &mut Vec<usize>,
+        values: &mut Vec<f32>,
+    ) {
+        match &self.targets {
+            Targets::Labels(l) => labels.extend(rows.into_iter().map(|r| l[r] as usize)),
+            Targets::Values { values: v, count } => {
+                for r in rows {
+                    values.extend_from_slice(&v[r * count..][..*count]);
+                }
+            }
+        }
+    }
+
+    /// Asks the CPU to start loading the features of samples `rows` into
+    /// the caches (a hint: it never faults and changes nothing). The
+    /// trainer calls it for the next mini-batch, so gathering that batch
+    /// does not wait on memory.
     ///
     /// # Panics
     /// If a row index is out of range.
     #[track_caller]
     pub fn prefetch_rows(&self, rows: &[usize]) {
-        let f = self.feature_count;
         for &r in rows {
-            crate::simd::prefetch_read(&self.pixels[r * f..][..f]);
+            self.prefetch_row(r);
+        }
+    }
+
+    fn prefetch_row(&self, r: usize) {
+        let f = self.feature_count;
+        match &self.features {
+            Features::Pixels(p) => crate::simd::prefetch_read(&p[r * f..][..f]),
+            Features::Values(v) => crate::simd::prefetch_read(&v[r * f..][..f]),
         }
     }
 
     /// Appends the features of the samples in `range` to `out`.
-    pub fn gather_range(&self, range: std::ops::Range<usize>, out: &mut Vec<f32>) {
+    ///
+    /// # Panics
+    /// If `range` is not within `0..len`.
+    #[track_caller]
+    pub fn gather_range(&self, range: Range<usize>, out: &mut Vec<f32>) {
         let f = self.feature_count;
-        append_features(&self.pixels[range.start * f..range.end * f], out);
+        match &self.features {
+            Features::Pixels(p) => crate::simd::append_bytes_divided(
+                &p[range.start * f..range.end * f],
+                PIXEL_MAX,
+                out,
+            ),
+            Features::Values(v) => out.extend_from_slice(&v[range.start * f..range.end * f]),
+        }
     }
+}
+
+/// `Ok` if `values` features are `samples × feature_count`.
+fn check_features(values: usize, feature_count: usize, samples: usize) -> Result<(), DatasetError> {
+    match samples.checked_mul(feature_count) {
+        Some(want) if want == values => Ok(()),
+        want => invalid!(
+            "{samples} samples of {feature_count} features need {} values, got {values}",
+            want.map_or("more than usize::MAX".to_string(), |w| w.to_string())
+        ),
+    }
+}
+
+/// `Ok` if every value is finite, else an error naming the first that is
+/// not (`what` `j` of sample `i`).
+fn check_finite(what: &str, values: &[f32], per_sample: usize) -> Result<(), DatasetError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(at) => invalid!(
+            "{what} {} of sample {} is {}",
+            at % per_sample,
+            at / per_sample,
+            values[at]
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Each `order.len()`-wide row of `rows` permuted: value `j` of a result
+/// row is value `order[j]` of the row.
+fn permuted<T: Copy + Default + Send + Sync>(rows: &[T], order: &[usize]) -> Vec<T> {
+    let f = order.len();
+    let mut out = vec![T::default(); rows.len()];
+    if f > 0 {
+        out.par_chunks_mut(f * ROWS_PER_TASK)
+            .zip(rows.par_chunks(f * ROWS_PER_TASK))
+            .for_each(|(out, rows)| {
+                for (out, row) in out.chunks_exact_mut(f).zip(rows.chunks_exact(f)) {
+                    for (o, &from) in out.iter_mut().zip(order) {
+                        *o = row[from];
+                    }
+                }
+            });
+    }
+    out
 }
 
 /// Samples per parallel task when reordering features.
@@ -262,13 +668,6 @@ const GATHER_PREFETCH_ROWS: usize = 4;
 /// The largest pixel value: features are `pixel / PIXEL_MAX`.
 const PIXEL_MAX: f32 = 255.0;
 
-/// Appends `pixel / 255` for each of `pixels` to `out`, eight pixels per
-/// vector division where AVX2 is present (the same bits as
-/// [`pixel_to_feature`]: IEEE division is correctly rounded in every lane).
-fn append_features(pixels: &[u8], out: &mut Vec<f32>) {
-    crate::simd::append_bytes_divided(pixels, PIXEL_MAX, out);
-}
-
 /// The lecture's input normalization: `pixel / 255`.
 ///
 /// ```
@@ -283,9 +682,9 @@ pub fn pixel_to_feature(pixel: u8) -> f32 {
 #[derive(Clone, Debug)]
 pub struct Mnist {
     /// 60,000 samples in the original.
-    pub train: Dataset,
+    pub train: Dataset<'static>,
     /// 10,000 samples in the original.
-    pub test: Dataset,
+    pub test: Dataset<'static>,
 }
 
 /// The four MNIST file names (without `.gz`): train images, train labels,

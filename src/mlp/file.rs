@@ -3,7 +3,9 @@
 //! Tensors are named like PyTorch's `nn.Sequential` of `nn.Linear` layers —
 //! `layers.0.weight` `(out, in)`, `layers.0.bias` — in little-endian f32, so
 //! they load into PyTorch or candle directly. The metadata records the
-//! architecture (`sizes`, `hidden_activation`) and the input normalization.
+//! architecture (`sizes`, `hidden_activation`), and any notes the caller
+//! adds (`train_mnist` adds the input normalization and what the outputs
+//! mean).
 //! A PyTorch model saved with safetensors, without that metadata, loads with
 //! [`Mlp::load_pytorch`].
 
@@ -20,7 +22,8 @@ use crate::activation::Activation;
 
 /// Metadata key: the format marker.
 const FORMAT: &str = "densekit-mlp";
-/// How inputs must be normalized for the saved model.
+/// The `normalization` note of a model trained on pixels read as
+/// `pixel / 255` (see [`Mlp::save_with_metadata`]).
 pub const NORMALIZATION: &str = "pixels/255";
 
 /// An error saving or loading a model file.
@@ -89,6 +92,34 @@ impl Mlp {
     /// weight is NaN or infinite (a diverged network is never saved; the
     /// file at `path`, if any, is left as it was).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelError> {
+        self.save_with_metadata(path, &[])
+    }
+
+    /// [`save`](Self::save), with `notes` (key, value) added to the file's
+    /// metadata: what the model file cannot know, such as how its inputs
+    /// were normalized or what its outputs mean. [`load`](Self::load)
+    /// ignores them; [`metadata`](Self::metadata) reads them back.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::{Mlp, NORMALIZATION};
+    /// let path = std::env::temp_dir().join(format!("densekit-doc-notes-{}.safetensors", std::process::id()));
+    /// let net = Mlp::new(&[4, 3, 2], Activation::Relu, 1);
+    /// net.save_with_metadata(&path, &[("normalization", NORMALIZATION)]).unwrap();
+    /// assert_eq!(Mlp::metadata(&path).unwrap()["normalization"], "pixels/255");
+    /// // A key the format uses itself is refused.
+    /// assert!(net.save_with_metadata(&path, &[("sizes", "1,2")]).is_err());
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// As [`save`](Self::save), or if a note's key is one the format uses
+    /// (`format`, `sizes`, `hidden_activation`).
+    pub fn save_with_metadata(
+        &self,
+        path: impl AsRef<Path>,
+        notes: &[(&str, &str)],
+    ) -> Result<(), ModelError> {
         let path = path.as_ref();
         let err = |message: String| ModelError {
             path: path.to_path_buf(),
@@ -129,19 +160,22 @@ impl Mlp {
             .map(|s| s.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("sizes".to_string(), sizes),
             (
                 "hidden_activation".to_string(),
                 activation_to_string(self.hidden),
             ),
-            (
-                "output".to_string(),
-                "logits (softmax cross-entropy)".to_string(),
-            ),
-            ("normalization".to_string(), NORMALIZATION.to_string()),
         ]);
+        for &(key, value) in notes {
+            if metadata.contains_key(key) {
+                return Err(err(format!(
+                    "not saved: the metadata key `{key}` belongs to the format"
+                )));
+            }
+            metadata.insert(key.to_string(), value.to_string());
+        }
         let serialized =
             safetensors::serialize(views, Some(metadata)).map_err(|e| err(e.to_string()))?;
         crate::atomic_file::write_atomically(path, &serialized, true)
@@ -212,6 +246,19 @@ impl Mlp {
         read_file(path.as_ref(), |file, len| read_pytorch(file, len, hidden))
     }
 
+    /// The metadata of a safetensors file (a model's architecture and the
+    /// notes of [`save_with_metadata`](Self::save_with_metadata)), read
+    /// without its tensors.
+    ///
+    /// # Errors
+    /// A [`ModelError`] naming the file if it is unreadable or not
+    /// safetensors.
+    pub fn metadata(path: impl AsRef<Path>) -> Result<HashMap<String, String>, ModelError> {
+        read_file(path.as_ref(), |file, len| {
+            Ok(TensorFile::open(file, len, "model")?.all_metadata())
+        })
+    }
+
     /// [`load`](Self::load) from bytes in memory; errors are plain messages.
     ///
     /// # Errors
@@ -223,10 +270,10 @@ impl Mlp {
 
 /// Opens the regular file at `path` and reads a model from it with `read`
 /// (given the stream and its length); any error names the file.
-fn read_file(
+fn read_file<T>(
     path: &Path,
-    read: impl FnOnce(std::io::BufReader<std::fs::File>, u64) -> Result<Mlp, String>,
-) -> Result<Mlp, ModelError> {
+    read: impl FnOnce(std::io::BufReader<std::fs::File>, u64) -> Result<T, String>,
+) -> Result<T, ModelError> {
     let err = |message: String| ModelError {
         path: path.to_path_buf(),
         message,

@@ -44,7 +44,7 @@ use rand::{Rng, SeedableRng};
 use crate::activation::Activation;
 use crate::dense::{self, BackwardOptions, Grads, SKIPS_ZEROS_MIN_WIDTH, Workspace};
 use crate::gemm::{Accum, MatMut, MatRef, Par, unaliased_row_stride};
-use crate::loss::softmax_cross_entropy;
+use crate::loss::{Targets, mse, softmax_cross_entropy};
 
 /// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` classes.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +74,10 @@ impl MlpWorkspace {
 /// Loss and correct predictions of one batch.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchStats {
-    /// Mean cross-entropy over the batch.
+    /// The batch's mean loss (cross-entropy, or squared error per output).
     pub loss: f64,
-    /// How many samples the argmax of the logits got right.
+    /// How many samples the argmax of the logits got right (0 for
+    /// regression targets).
     pub correct: usize,
 }
 
@@ -342,9 +343,25 @@ impl Mlp {
         &ws.outputs[self.layers() - 1]
     }
 
-    /// One forward and backward pass: writes the gradient of the mean
-    /// cross-entropy over the batch into `grads` (laid out like
-    /// [`params`](Self::params)) and returns the batch's loss and accuracy.
+    /// One forward and backward pass: writes the gradient of the batch's
+    /// mean loss into `grads` (laid out like [`params`](Self::params)) and
+    /// returns the loss and, for class labels, how many the network got
+    /// right. The targets choose the loss: [`Targets::Classes`] softmax
+    /// cross-entropy, [`Targets::Values`] mean squared error against the
+    /// outputs.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::loss::Targets;
+    /// use densekit::mlp::{Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[2, 4, 1], Activation::Tanh, 3);
+    /// let (x, y) = ([0.5f32, -1.0, 2.0, 0.0], [1.0f32, -1.0]);
+    /// let mut grads = vec![0.0; net.params().len()];
+    /// let stats = net.gradients(MatRef::from_row_major(&x, 2, 2), Targets::Values(&y),
+    ///     &mut grads, &mut MlpWorkspace::new(), Par::Seq);
+    /// assert!(stats.loss > 0.0 && grads.iter().any(|&g| g != 0.0));
+    /// ```
     ///
     /// # Panics
     /// On mismatched shapes (names them), or labels out of range.
@@ -352,7 +369,7 @@ impl Mlp {
     pub fn gradients(
         &self,
         x: MatRef<'_, f32>,
-        labels: &[usize],
+        targets: Targets<'_>,
         grads: &mut [f32],
         ws: &mut MlpWorkspace,
         par: Par,
@@ -364,19 +381,31 @@ impl Mlp {
             self.params.len()
         );
         let batch = x.nrows();
-        let classes = *self.sizes.last().expect("at least two sizes");
+        let outputs = *self.sizes.last().expect("at least two sizes");
+        if let Targets::Values(values) = targets {
+            assert!(
+                values.len() == batch * outputs,
+                "Mlp::gradients: {} target values for a {batch}×{outputs} output",
+                values.len()
+            );
+        }
         self.forward(x, ws, par);
         let layers = self.layers();
         ws.output_grads.resize_with(layers, Vec::new);
-        let logits = &ws.outputs[layers - 1];
-        let correct = count_correct(logits, labels, classes);
-        let dlogits = &mut ws.output_grads[layers - 1];
-        dlogits.resize(batch * classes, 0.0);
-        let loss = softmax_cross_entropy(
-            MatRef::from_row_major(logits, batch, classes),
-            labels,
-            MatMut::from_row_major(dlogits, batch, classes),
-        );
+        let out = MatRef::from_row_major(&ws.outputs[layers - 1], batch, outputs);
+        let dout = &mut ws.output_grads[layers - 1];
+        dout.resize(batch * outputs, 0.0);
+        let dout = MatMut::from_row_major(dout, batch, outputs);
+        let (loss, correct) = match targets {
+            Targets::Classes(labels) => (
+                softmax_cross_entropy(out, labels, dout),
+                count_correct(&ws.outputs[layers - 1], labels, outputs),
+            ),
+            Targets::Values(values) => (
+                mse(out, MatRef::from_row_major(values, batch, outputs), dout),
+                0,
+            ),
+        };
         for layer in (0..layers).rev() {
             let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
             let (w_range, b_range) = self.layer_ranges(layer);

@@ -81,6 +81,11 @@ impl<R: Read + Seek> TensorFile<R> {
         }
     }
 
+    /// All of the metadata.
+    pub(crate) fn all_metadata(&self) -> std::collections::HashMap<String, String> {
+        self.header.metadata().clone().unwrap_or_default()
+    }
+
     /// The metadata value under `key`.
     pub(crate) fn metadata(&self, key: &str) -> Result<&str, String> {
         self.header

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use super::{EpochMetrics, TrainConfig};
+use super::{EpochMetrics, Metric, Score, TrainConfig};
 use crate::mlp::tensor_file::TensorFile;
 use crate::mlp::{Mlp, activation_to_string, architecture};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::par::Par;
 
 /// Metadata key value marking a checkpoint file.
-const FORMAT: &str = "densekit-checkpoint";
+const FORMAT: &str = "densekit-checkpoint-2";
 
 /// Where a run stood after a step: the network and the optimizer's state
 /// (in the data's own input order), the epoch's partial sums, the finished
@@ -128,7 +128,7 @@ impl Checkpoint {
             .collect::<Vec<_>>()
             .join(",");
         // Floats as their bits, so the file restores them exactly.
-        let history: Vec<[u64; 9]> = self.history.iter().map(metrics_bits).collect();
+        let history: Vec<[u64; METRICS_WORDS]> = self.history.iter().map(metrics_bits).collect();
         let metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("sizes".to_string(), sizes),
@@ -180,33 +180,70 @@ impl Checkpoint {
     }
 }
 
+/// Numbers per epoch in a checkpoint's history: epoch, running loss, lr,
+/// the two timings, then three per score (train, val, test).
+const METRICS_WORDS: usize = 5 + 3 * 3;
+
 /// An epoch's metrics as bits (floats exactly).
-fn metrics_bits(m: &EpochMetrics) -> [u64; 9] {
-    [
+fn metrics_bits(m: &EpochMetrics) -> [u64; METRICS_WORDS] {
+    let mut bits = [0; METRICS_WORDS];
+    bits[..5].copy_from_slice(&[
         m.epoch as u64,
-        m.train_loss.to_bits(),
         m.running_loss.to_bits(),
-        m.train_accuracy.to_bits(),
-        m.test_loss.to_bits(),
-        m.test_accuracy.to_bits(),
         u64::from(m.lr.to_bits()),
         m.train_seconds.to_bits(),
         m.eval_seconds.to_bits(),
-    ]
+    ]);
+    for (slot, score) in bits[5..]
+        .chunks_exact_mut(3)
+        .zip([Some(m.train), m.val, m.test])
+    {
+        slot.copy_from_slice(&score_bits(score));
+    }
+    bits
+}
+
+/// A score as `[kind, loss, metric]`: kind 0 for none, 1 for accuracy, 2
+/// for RMSE.
+fn score_bits(score: Option<Score>) -> [u64; 3] {
+    match score {
+        None => [0; 3],
+        Some(Score { loss, metric }) => match metric {
+            Metric::Accuracy(a) => [1, loss.to_bits(), a.to_bits()],
+            Metric::Rmse(r) => [2, loss.to_bits(), r.to_bits()],
+        },
+    }
+}
+
+/// [`score_bits`] read back.
+fn score_from_bits([kind, loss, value]: [u64; 3]) -> Result<Option<Score>, String> {
+    let (loss, value) = (f64::from_bits(loss), f64::from_bits(value));
+    match kind {
+        0 => Ok(None),
+        1 => Ok(Some(Score {
+            loss,
+            metric: Metric::Accuracy(value),
+        })),
+        2 => Ok(Some(Score {
+            loss,
+            metric: Metric::Rmse(value),
+        })),
+        _ => Err(format!("bad score kind {kind} in `history`")),
+    }
 }
 
 /// [`metrics_bits`] read back.
-fn metrics_from_bits(b: [u64; 9]) -> Result<EpochMetrics, String> {
+fn metrics_from_bits(b: [u64; METRICS_WORDS]) -> Result<EpochMetrics, String> {
+    let score = |i: usize| score_from_bits([b[5 + 3 * i], b[6 + 3 * i], b[7 + 3 * i]]);
     Ok(EpochMetrics {
         epoch: usize::try_from(b[0]).map_err(|e| e.to_string())?,
-        train_loss: f64::from_bits(b[1]),
-        running_loss: f64::from_bits(b[2]),
-        train_accuracy: f64::from_bits(b[3]),
-        test_loss: f64::from_bits(b[4]),
-        test_accuracy: f64::from_bits(b[5]),
-        lr: f32::from_bits(u32::try_from(b[6]).map_err(|e| e.to_string())?),
-        train_seconds: f64::from_bits(b[7]),
-        eval_seconds: f64::from_bits(b[8]),
+        running_loss: f64::from_bits(b[1]),
+        lr: f32::from_bits(u32::try_from(b[2]).map_err(|e| e.to_string())?),
+        train_seconds: f64::from_bits(b[3]),
+        eval_seconds: f64::from_bits(b[4]),
+        train: score(0)?.ok_or("an epoch without a training score in `history`")?,
+        val: score(1)?,
+        test: score(2)?,
     })
 }
 
@@ -235,7 +272,7 @@ fn read(file: impl std::io::Read + std::io::Seek, len: u64) -> Result<Checkpoint
         "none" => None,
         _ => Some(f64::from_bits(number("running_loss")?)),
     };
-    let history: Vec<[u64; 9]> = serde_json::from_str(file.metadata("history")?)
+    let history: Vec<[u64; METRICS_WORDS]> = serde_json::from_str(file.metadata("history")?)
         .map_err(|e| format!("bad `history` metadata ({e})"))?;
     let history = history
         .into_iter()

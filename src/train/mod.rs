@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use crate::data::{Dataset, strip_order};
 use crate::dense::SKIPS_ZEROS_MIN_WIDTH;
 use crate::gemm::{Isa, MatRef, Par, f32_sliver_rows};
-use crate::loss::cross_entropy_row;
+use crate::loss::{Loss, Targets, cross_entropy_row};
 use crate::mlp::{Infer, Mlp, MlpWorkspace, argmax_rows};
 use crate::optim::{Optimizer, OptimizerState, Schedule};
 use crate::par::PoolError;
@@ -63,21 +63,73 @@ impl Default for TrainConfig {
     }
 }
 
+/// A loss and its metric on one set of samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// The mean loss: cross-entropy per sample, or squared error per
+    /// output (see [`Loss`]).
+    pub loss: f64,
+    /// The metric that goes with the loss.
+    pub metric: Metric,
+}
+
+/// The metric reported beside a loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Metric {
+    /// Fraction of samples whose largest output is their label
+    /// (classification).
+    Accuracy(f64),
+    /// Root mean squared error over samples and outputs, `√MSE`
+    /// (regression).
+    Rmse(f64),
+}
+
+impl Score {
+    /// The accuracy, for a classification set.
+    pub fn accuracy(&self) -> Option<f64> {
+        match self.metric {
+            Metric::Accuracy(a) => Some(a),
+            Metric::Rmse(_) => None,
+        }
+    }
+
+    /// The RMSE, for a regression set.
+    pub fn rmse(&self) -> Option<f64> {
+        match self.metric {
+            Metric::Rmse(r) => Some(r),
+            Metric::Accuracy(_) => None,
+        }
+    }
+
+    /// The score of a `loss` summed over `samples` with `correct` right
+    /// answers, under `kind`'s metric.
+    fn of(kind: Loss, loss_sum: f64, correct: usize, samples: usize) -> Score {
+        // An empty set has no score: NaN, not a made-up zero.
+        let n = samples as f64;
+        let loss = loss_sum / n;
+        let metric = match kind {
+            Loss::SoftmaxCrossEntropy => Metric::Accuracy(correct as f64 / n),
+            Loss::MeanSquaredError => Metric::Rmse(loss.sqrt()),
+        };
+        Score { loss, metric }
+    }
+}
+
 /// What one epoch achieved.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochMetrics {
     /// 1-based epoch number.
     pub epoch: usize,
-    /// Exact mean cross-entropy over the epoch's batches (weighted by size).
-    pub train_loss: f64,
+    /// The training set during the epoch: the exact mean loss over its
+    /// batches (weighted by size) and the metric of the answers given
+    /// while training.
+    pub train: Score,
     /// The lecture's running estimate Q at the end of the epoch.
     pub running_loss: f64,
-    /// Fraction of training samples classified right during the epoch.
-    pub train_accuracy: f64,
-    /// Mean cross-entropy on the test set after the epoch.
-    pub test_loss: f64,
-    /// Fraction of the test set classified right after the epoch.
-    pub test_accuracy: f64,
+    /// The validation set after the epoch, if the run has one.
+    pub val: Option<Score>,
+    /// The test set after the epoch, if the run has one.
+    pub test: Option<Score>,
     /// Learning rate at the end of the epoch.
     pub lr: f32,
     /// Seconds spent training this epoch (evaluation excluded; the first
@@ -85,6 +137,56 @@ pub struct EpochMetrics {
     pub train_seconds: f64,
     /// Seconds spent evaluating after this epoch.
     pub eval_seconds: f64,
+}
+
+/// The data of a run: the set it trains on, and the sets it scores after
+/// each epoch (a validation set to tune on, a test set to report; either
+/// may be absent). All share the feature count and the kind of target.
+///
+/// ```
+/// use densekit::data::Dataset;
+/// use densekit::train::TrainData;
+/// let all = Dataset::from_pixels(vec![7; 10 * 4], 4, vec![1; 10]).unwrap();
+/// // The last 2 samples held out for validation, borrowed.
+/// let (train, val) = (all.rows(0..8), all.rows(8..10));
+/// let data = TrainData::new(&train).with_val(&val);
+/// assert!(data.test.is_none());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct TrainData<'a> {
+    /// What the network trains on.
+    pub train: &'a Dataset<'a>,
+    /// Scored after each epoch, for choosing settings.
+    pub val: Option<&'a Dataset<'a>>,
+    /// Scored after each epoch, for reporting.
+    pub test: Option<&'a Dataset<'a>>,
+}
+
+impl<'a> TrainData<'a> {
+    /// Training on `train`, scoring nothing else.
+    pub fn new(train: &'a Dataset<'a>) -> Self {
+        TrainData {
+            train,
+            val: None,
+            test: None,
+        }
+    }
+
+    /// With a validation set.
+    pub fn with_val(self, val: &'a Dataset<'a>) -> Self {
+        TrainData {
+            val: Some(val),
+            ..self
+        }
+    }
+
+    /// With a test set.
+    pub fn with_test(self, test: &'a Dataset<'a>) -> Self {
+        TrainData {
+            test: Some(test),
+            ..self
+        }
+    }
 }
 
 /// Progress reported while training.
@@ -164,43 +266,102 @@ impl std::fmt::Display for TrainError {
 
 impl std::error::Error for TrainError {}
 
-/// Loss and accuracy on a data set, evaluated in chunks, by an [`Mlp`] or a
-/// [`PackedMlp`](crate::mlp::PackedMlp) (the same bits); also fills a
-/// `classes × classes` confusion matrix (`[true][predicted]`) if given.
+/// The loss and metric of a network on a data set, evaluated in chunks,
+/// by an [`Mlp`] or a [`PackedMlp`](crate::mlp::PackedMlp) (the same bits):
+/// cross-entropy and accuracy for class labels, mean squared error and RMSE
+/// for real targets. Also fills a `classes × classes` confusion matrix
+/// (`[true][predicted]`) of a classification set if given. An empty set
+/// scores NaN.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::gemm::Par;
+/// use densekit::mlp::{Mlp, MlpWorkspace};
+/// use densekit::train::evaluate;
+/// let net = Mlp::new(&[2, 3], Activation::Relu, 1);
+/// let data = Dataset::classification(vec![1.0, 0.0, 0.0, 1.0], 2, vec![0, 2]).unwrap();
+/// let score = evaluate(&net, &data, Par::Seq, &mut MlpWorkspace::new(), None);
+/// assert!(score.loss > 0.0 && score.accuracy().is_some());
+/// ```
+///
+/// # Panics
+/// If the set's feature count is not the network's input count, a label
+/// is not below its output count, a regression set has another target
+/// count than its outputs, or `confusion` is not `classes × classes`.
+#[track_caller]
 pub fn evaluate(
     net: &impl Infer,
     data: &Dataset,
     par: Par,
     ws: &mut MlpWorkspace,
     mut confusion: Option<&mut [usize]>,
-) -> (f64, f64) {
+) -> Score {
     const CHUNK: usize = 2000;
-    let classes = *net.sizes().last().expect("sizes");
-    let features = data.feature_count;
+    let outputs = *net.sizes().last().expect("sizes");
+    let features = data.feature_count();
+    assert!(
+        features == net.sizes()[0],
+        "evaluate: the data has {features} features per sample but the network takes {}",
+        net.sizes()[0]
+    );
+    if let Some(count) = data.target_count() {
+        assert!(
+            count == outputs,
+            "evaluate: the data has {count} targets per sample but the network {outputs} outputs"
+        );
+    }
+    if let Some(confusion) = confusion.as_deref() {
+        assert!(
+            confusion.len() == outputs * outputs,
+            "evaluate: a confusion matrix of {} slots for {outputs} classes",
+            confusion.len()
+        );
+    }
     let (mut loss, mut correct) = (0.0, 0usize);
-    let mut labels = Vec::with_capacity(CHUNK);
+    let (mut labels, mut values) = (Vec::with_capacity(CHUNK), Vec::new());
     let mut x = Vec::with_capacity(CHUNK * features);
-    for (c, label_chunk) in data.labels.chunks(CHUNK).enumerate() {
-        let rows = label_chunk.len();
+    for start in (0..data.len()).step_by(CHUNK) {
+        let rows = CHUNK.min(data.len() - start);
         x.clear();
-        data.gather_range(c * CHUNK..c * CHUNK + rows, &mut x);
-        let logits = net.infer(MatRef::from_row_major(&x, rows, features), ws, par);
+        data.gather_range(start..start + rows, &mut x);
+        let out = net.infer(MatRef::from_row_major(&x, rows, features), ws, par);
         labels.clear();
-        labels.extend(label_chunk.iter().map(|&l| l as usize));
-        let logit_rows = MatRef::from_row_major(logits, rows, classes);
-        for (r, (predicted, &label)) in argmax_rows(logits, classes).zip(&labels).enumerate() {
-            loss += cross_entropy_row(logit_rows, r, label);
-            correct += usize::from(predicted == label);
-            if let Some(confusion) = confusion.as_deref_mut() {
-                confusion[label * classes + predicted] += 1;
+        values.clear();
+        data.gather_targets(start..start + rows, &mut labels, &mut values);
+        let out_rows = MatRef::from_row_major(out, rows, outputs);
+        match data.loss() {
+            Loss::SoftmaxCrossEntropy => {
+                for (r, (predicted, &label)) in argmax_rows(out, outputs).zip(&labels).enumerate() {
+                    assert!(
+                        label < outputs,
+                        "evaluate: sample {} has label {label}, but the network has {outputs} outputs",
+                        start + r
+                    );
+                    loss += cross_entropy_row(out_rows, r, label);
+                    correct += usize::from(predicted == label);
+                    if let Some(confusion) = confusion.as_deref_mut() {
+                        confusion[label * outputs + predicted] += 1;
+                    }
+                }
+            }
+            Loss::MeanSquaredError => {
+                let squares: f64 = out
+                    .iter()
+                    .zip(&values)
+                    .map(|(&p, &t)| (f64::from(p) - f64::from(t)).powi(2))
+                    .sum();
+                loss += squares / outputs as f64;
             }
         }
     }
-    let n = data.len().max(1) as f64;
-    (loss / n, correct as f64 / n)
+    Score::of(data.loss(), loss, correct, data.len())
 }
 
-/// Trains `net` with `optimizer`, evaluating on `test` after each epoch.
+/// Trains `net` with `optimizer` on `data.train`, scoring `data.val` and
+/// `data.test` after each epoch. The targets choose the loss (see
+/// [`Loss`]): class labels train softmax cross-entropy, real targets mean
+/// squared error.
 ///
 /// Images (data sets with an `image_shape`) train with their pixels
 /// rearranged into compact tiles and the network's inputs reordered to
@@ -213,48 +374,96 @@ pub fn evaluate(
 /// (timings aside) for any thread count. The loop, `progress` calls
 /// included, runs on a thread of the pool `config.par` names.
 ///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Optimizer, Sgd};
+/// use densekit::train::{TrainConfig, TrainData, train};
+/// // y = 2x − 1 from 64 samples.
+/// let x: Vec<f32> = (0..64).map(|i| i as f32 / 32.0 - 1.0).collect();
+/// let y: Vec<f32> = x.iter().map(|x| 2.0 * x - 1.0).collect();
+/// let data = Dataset::regression(&x[..], 1, &y[..], 1).unwrap();
+/// let mut net = Mlp::new(&[1, 1], Activation::Identity, 1);
+/// let opt = Optimizer::Sgd(Sgd { lr: 0.1, ..Sgd::default() });
+/// let config = TrainConfig { epochs: 50, batch_size: 8, ..TrainConfig::default() };
+/// let history = train(&mut net, &opt, TrainData::new(&data), &config, |_| {}).unwrap();
+/// assert!(history.last().unwrap().train.rmse().unwrap() < 1e-3);
+/// ```
+///
 /// # Errors
-/// [`TrainError::Diverged`] if a batch's loss, or the evaluation loss or
+/// [`TrainError::Diverged`] if a batch's loss, or an evaluation loss or
 /// the weights after an epoch, became NaN or infinite (the weights are left
 /// as the last update made them, possibly non-finite, and
 /// [`Mlp::save`] refuses those), or [`TrainError::Mismatch`] if the data
-/// does not fit the network: a feature count other than its inputs, a
-/// label not below its output count (the message names the sample), pixels
-/// that do not fill `len × feature_count`, or an empty training set.
+/// does not fit the network, checked before the first step: a feature
+/// count other than its inputs, a label not below its output count (the
+/// message names the sample), a target count other than its outputs, sets
+/// of different kinds (labels and real targets), or an empty set.
 pub fn train(
     net: &mut Mlp,
     optimizer: &Optimizer,
-    train: &Dataset,
-    test: &Dataset,
+    data: TrainData<'_>,
     config: &TrainConfig,
     mut progress: impl FnMut(Progress<'_>) + Send,
 ) -> Result<Vec<EpochMetrics>, TrainError> {
-    train_with(net, optimizer, train, test, config, None, |p| {
+    train_with(net, optimizer, data, config, None, |p| {
         progress(p);
         Flow::Continue
     })
 }
 
-/// Checks a data set once, before any step, so that bad data is an error
-/// naming the sample rather than a panic deep inside a batch: its pixels
-/// fill `len × feature_count` exactly and every label is a class of the
-/// network's `classes` outputs.
-fn check_samples(name: &str, set: &Dataset, classes: usize) -> Result<(), TrainError> {
-    let expected = set.len() * set.feature_count;
-    if set.pixels.len() != expected {
-        return Err(TrainError::Mismatch(format!(
-            "the {name} set has {} labels of {} features each, so {expected} pixels, but holds {}",
-            set.len(),
-            set.feature_count,
-            set.pixels.len()
-        )));
+/// Checks the sets of a run once, before any step, so that bad data is an
+/// error naming the sample rather than a panic deep inside a batch.
+fn check_data(net: &Mlp, data: &TrainData<'_>) -> Result<(), TrainError> {
+    let mismatch = |msg: String| Err(TrainError::Mismatch(msg));
+    let (inputs, outputs) = (net.sizes()[0], net.sizes()[net.sizes().len() - 1]);
+    let sets = [
+        ("training", Some(data.train)),
+        ("validation", data.val),
+        ("test", data.test),
+    ];
+    for (name, set) in sets.into_iter().filter_map(|(n, s)| Some((n, s?))) {
+        if set.is_empty() {
+            return mismatch(format!("the {name} set is empty"));
+        }
+        if set.feature_count() != inputs {
+            return mismatch(format!(
+                "the network takes {inputs} inputs but the {name} set has {} features per sample",
+                set.feature_count()
+            ));
+        }
+        if set.loss() != data.train.loss() {
+            return mismatch(format!(
+                "the {name} set has {} but the training set {}",
+                targets_kind(set),
+                targets_kind(data.train)
+            ));
+        }
+        if let Some(labels) = set.labels()
+            && let Some(i) = labels.iter().position(|&l| l as usize >= outputs)
+        {
+            return mismatch(format!(
+                "{name} sample {i} has label {}, but the network has {outputs} outputs (labels 0..{outputs})",
+                labels[i]
+            ));
+        }
+        if let Some(count) = set.target_count()
+            && count != outputs
+        {
+            return mismatch(format!(
+                "the {name} set has {count} targets per sample but the network {outputs} outputs"
+            ));
+        }
     }
-    match set.labels.iter().position(|&l| usize::from(l) >= classes) {
-        Some(i) => Err(TrainError::Mismatch(format!(
-            "{name} sample {i} has label {}, but the network has {classes} outputs (labels 0..{classes})",
-            set.labels[i]
-        ))),
-        None => Ok(()),
+    Ok(())
+}
+
+/// "class labels" or "real targets", for messages.
+fn targets_kind(set: &Dataset) -> &'static str {
+    match set.loss() {
+        Loss::SoftmaxCrossEntropy => "class labels",
+        Loss::MeanSquaredError => "real targets",
     }
 }
 
@@ -272,24 +481,24 @@ fn check_samples(name: &str, set: &Dataset, classes: usize) -> Result<(), TrainE
 /// use densekit::data::Dataset;
 /// use densekit::mlp::Mlp;
 /// use densekit::optim::{Optimizer, Sgd};
-/// use densekit::train::{Flow, Progress, TrainConfig, TrainError, train, train_with};
-/// let data = Dataset { pixels: (0..64 * 4).map(|i| (i * 37 % 256) as u8).collect(),
-///                      labels: (0..64).map(|i| (i % 2) as u8).collect(),
-///                      feature_count: 4, image_shape: None };
+/// use densekit::train::{Flow, Progress, TrainConfig, TrainData, TrainError, train, train_with};
+/// let pixels: Vec<u8> = (0..64 * 4).map(|i| (i * 37 % 256) as u8).collect();
+/// let set = Dataset::from_pixels(pixels, 4, (0..64).map(|i| i % 2).collect::<Vec<u32>>()).unwrap();
+/// let data = TrainData::new(&set).with_test(&set);
 /// let opt = Optimizer::Sgd(Sgd { lr: 0.1, ..Sgd::default() });
 /// let config = TrainConfig { epochs: 3, batch_size: 8, ..TrainConfig::default() };
 /// let fresh = Mlp::new(&[4, 8, 2], Activation::Relu, 1);
 /// // Stop after the 5th step of epoch 2, then resume.
 /// let mut net = fresh.clone();
-/// let stopped = train_with(&mut net, &opt, &data, &data, &config, None, |p| match p {
+/// let stopped = train_with(&mut net, &opt, data, &config, None, |p| match p {
 ///     Progress::Step { epoch: 2, step: 5, .. } => Flow::Stop,
 ///     _ => Flow::Continue,
 /// });
 /// let Err(TrainError::Interrupted(checkpoint)) = stopped else { panic!() };
-/// train_with(&mut net, &opt, &data, &data, &config, Some(&checkpoint), |_| Flow::Continue).unwrap();
+/// train_with(&mut net, &opt, data, &config, Some(&checkpoint), |_| Flow::Continue).unwrap();
 /// // The same weights as a run never stopped.
 /// let mut whole = fresh.clone();
-/// train(&mut whole, &opt, &data, &data, &config, |_| {}).unwrap();
+/// train(&mut whole, &opt, data, &config, |_| {}).unwrap();
 /// assert_eq!(net, whole);
 /// ```
 ///
@@ -300,30 +509,17 @@ fn check_samples(name: &str, set: &Dataset, classes: usize) -> Result<(), TrainE
 pub fn train_with(
     net: &mut Mlp,
     optimizer: &Optimizer,
-    train: &Dataset,
-    test: &Dataset,
+    data: TrainData<'_>,
     config: &TrainConfig,
     resume: Option<&Checkpoint>,
     mut progress: impl FnMut(Progress<'_>) -> Flow + Send,
 ) -> Result<Vec<EpochMetrics>, TrainError> {
-    let features = train.feature_count;
-    if features != net.sizes()[0] || test.feature_count != features {
-        return Err(TrainError::Mismatch(format!(
-            "the network takes {} inputs but the data has {} (train) and {} (test) features per sample",
-            net.sizes()[0],
-            features,
-            test.feature_count
-        )));
-    }
-    if config.batch_size == 0 || train.is_empty() {
+    if config.batch_size == 0 {
         return Err(TrainError::Mismatch(
-            "batch size and training set must be non-empty".into(),
+            "the batch size must be positive".into(),
         ));
     }
-    let classes = net.sizes()[net.sizes().len() - 1];
-    for (name, set) in [("training", train), ("test", test)] {
-        check_samples(name, set, classes)?;
-    }
+    check_data(net, &data)?;
     let mut state = match resume {
         Some(checkpoint) => {
             checkpoint
@@ -341,7 +537,13 @@ pub fn train_with(
     // 15% faster per epoch on two threads).
     config.par.install(|| {
         let started = Instant::now();
-        let order = pixel_order(net, train).filter(|_| test.image_shape == train.image_shape);
+        let shape = data.train.image_shape();
+        let order = pixel_order(net, data.train).filter(|_| {
+            [data.val, data.test]
+                .iter()
+                .flatten()
+                .all(|s| s.image_shape() == shape)
+        });
         let mut run = Run {
             net,
             optimizer,
@@ -350,21 +552,28 @@ pub fn train_with(
             inverse: None,
         };
         let Some(order) = order else {
-            return run.epochs(train, test, resume, &mut progress, 0.0);
+            return run.epochs(data, resume, &mut progress, 0.0);
         };
         // Train on the pixels in compact tiles, then give the weights back
         // in the data's own order (also after a divergence or a stop); the
         // optimizer's buffers, laid out like the weights, move alike.
-        let (train, test) = (
-            train.with_feature_order(&order),
-            test.with_feature_order(&order),
+        let reordered = |set: &Dataset<'_>| set.with_feature_order(&order);
+        let (train, val, test) = (
+            reordered(data.train),
+            data.val.map(reordered),
+            data.test.map(reordered),
         );
         let inverse = inverse_permutation(&order);
         run.net.reorder_inputs(&order);
         *run.state = reorder_state(run.net, run.state, &order);
         run.inverse = Some(&inverse);
         let setup_seconds = started.elapsed().as_secs_f64();
-        let result = run.epochs(&train, &test, resume, &mut progress, setup_seconds);
+        let data = TrainData {
+            train: &train,
+            val: val.as_ref(),
+            test: test.as_ref(),
+        };
+        let result = run.epochs(data, resume, &mut progress, setup_seconds);
         run.net.reorder_inputs(&inverse);
         result
     })
@@ -405,8 +614,7 @@ fn reorder_state(net: &Mlp, state: &OptimizerState, order: &[usize]) -> Optimize
 /// use densekit::data::Dataset;
 /// use densekit::mlp::Mlp;
 /// use densekit::train::pixel_order;
-/// let images = Dataset { pixels: vec![0; 2 * 784], labels: vec![0, 1],
-///                        feature_count: 784, image_shape: Some((28, 28)) };
+/// let images = Dataset::images(vec![0; 2 * 784], (28, 28), vec![0, 1]).unwrap();
 /// // 4 × 3 tiles on AVX-512, 2 × 3 on AVX2 (none on the scalar kernel).
 /// if let Some(order) = pixel_order(&Mlp::new(&[784, 256, 10], Activation::Relu, 1), &images) {
 ///     assert_eq!(order.len(), 784);
@@ -415,9 +623,9 @@ fn reorder_state(net: &Mlp, state: &OptimizerState, order: &[usize]) -> Optimize
 /// assert!(pixel_order(&Mlp::new(&[784, 10], Activation::Relu, 1), &images).is_none());
 /// ```
 pub fn pixel_order(net: &Mlp, data: &Dataset) -> Option<Vec<usize>> {
-    let (rows, cols) = data.image_shape?;
+    let (rows, cols) = data.image_shape()?;
     let band = f32_sliver_rows(Isa::selected()) / 3;
-    (net.sizes()[1] >= SKIPS_ZEROS_MIN_WIDTH && band >= 2 && rows * cols == data.feature_count)
+    (net.sizes()[1] >= SKIPS_ZEROS_MIN_WIDTH && band >= 2 && rows * cols == data.feature_count())
         .then(|| strip_order(rows, cols, band))
 }
 
@@ -492,19 +700,21 @@ impl Run<'_> {
     /// (arranging the data) counts towards the first epoch run.
     fn epochs(
         &mut self,
-        train: &Dataset,
-        test: &Dataset,
+        data: TrainData<'_>,
         resume: Option<&Checkpoint>,
         progress: &mut impl FnMut(Progress<'_>) -> Flow,
         setup_seconds: f64,
     ) -> Result<Vec<EpochMetrics>, TrainError> {
         let config = self.config;
-        let features = train.feature_count;
+        let train = data.train;
+        let kind = train.loss();
+        let features = train.feature_count();
         let mut grads = vec![0.0f32; self.net.params().len()];
         let mut ws = MlpWorkspace::new();
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let (mut x, mut labels, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut x, mut labels, mut values, mut rows) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let steps = train.len().div_ceil(config.batch_size);
         // Not `with_capacity(config.epochs)`: the epoch count is the user's,
         // and a huge one must run (until interrupted), not fail to allocate.
@@ -537,15 +747,22 @@ impl Run<'_> {
                 // deterministic.
                 rows.clear();
                 rows.extend_from_slice(batch);
-                rows.sort_by_key(|&i| train.labels[i]);
+                if let Some(classes) = train.labels() {
+                    rows.sort_by_key(|&i| classes[i]);
+                }
                 // Every slot is overwritten: only grow, never clear.
                 x.resize(rows.len() * features, 0.0);
                 train.gather_into(&rows, &mut x, config.par);
                 labels.clear();
-                labels.extend(rows.iter().map(|&i| train.labels[i] as usize));
+                values.clear();
+                train.gather_targets(rows.iter().copied(), &mut labels, &mut values);
+                let targets = match kind {
+                    Loss::SoftmaxCrossEntropy => Targets::Classes(&labels),
+                    Loss::MeanSquaredError => Targets::Values(&values),
+                };
                 let stats = self.net.gradients(
                     MatRef::from_row_major(&x, batch.len(), features),
-                    &labels,
+                    targets,
                     &mut grads,
                     &mut ws,
                     config.par,
@@ -593,12 +810,16 @@ impl Run<'_> {
                     0.0
                 };
             let eval_started = Instant::now();
-            let (test_loss, test_accuracy) = evaluate(self.net, test, config.par, &mut ws, None);
+            let mut score = |set: Option<&Dataset>| {
+                set.map(|s| evaluate(self.net, s, config.par, &mut ws, None))
+            };
+            let (val, test) = (score(data.val), score(data.test));
             // The epoch's last update is checked here: a batch's loss is
             // computed before its update, so a final step that makes the
             // weights non-finite shows only in the weights (a ReLU can hide
-            // NaN from the evaluation loss) or in the evaluation loss.
-            if !test_loss.is_finite() || !self.net.params().iter().all(|p| p.is_finite()) {
+            // NaN from the evaluation loss) or in an evaluation loss.
+            let scores_finite = [val, test].iter().flatten().all(|s| s.loss.is_finite());
+            if !scores_finite || !self.net.params().iter().all(|p| p.is_finite()) {
                 return Err(TrainError::Diverged {
                     epoch,
                     step: steps,
@@ -607,11 +828,10 @@ impl Run<'_> {
             }
             let metrics = EpochMetrics {
                 epoch,
-                train_loss: loss_sum / train.len() as f64,
+                train: Score::of(kind, loss_sum, correct, train.len()),
                 running_loss: running.unwrap_or(f64::NAN),
-                train_accuracy: correct as f64 / train.len() as f64,
-                test_loss,
-                test_accuracy,
+                val,
+                test,
                 lr,
                 train_seconds,
                 eval_seconds: eval_started.elapsed().as_secs_f64(),
