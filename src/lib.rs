@@ -15,6 +15,20 @@
 //!      MatRef::from_row_major(&a, 2, 2), MatRef::from_row_major(&a, 2, 2).t(), 1.0, Par::Auto);
 //! assert_eq!(c, [5.0, 11.0, 11.0, 25.0]); // A·Aᵀ
 //! ```
+//!
+//! * [`dense`]: a layer's forward pass with bias and activation fused into
+//!   the GEMM, and its one-pass backward; [`activation`], [`loss`].
+//! * [`mlp`], [`optim`], [`train`], [`data`]: a multilayer perceptron on one
+//!   flat parameter buffer, PyTorch's optimizers, and a deterministic
+//!   trainer on any [`data::Dataset`] (`f32` or byte features; class labels
+//!   trained by softmax cross-entropy, or real targets by mean squared
+//!   error; optional validation and test sets).
+//!
+//! Examples in the repository: `examples/regression.rs` (an MLP fits a
+//! function by MSE) and `examples/own_data.rs` (a classifier on CSV
+//! features, no test set), both also run by `cargo test`;
+//! `examples/xor.rs` (the raw dense kernels on XOR), and the
+//! `train_mnist` binary (`cargo run --release --bin train_mnist`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

@@ -160,6 +160,7 @@ fn one_epoch_writes_metrics_and_plot() {
     let dir = std::env::temp_dir().join(format!("densekit-cli-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (metrics, plot) = (dir.join("m.jsonl"), dir.join("curves.svg"));
+    let model = dir.join("model.safetensors");
     let out = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
         .args([
             "--hidden",
@@ -178,6 +179,8 @@ fn one_epoch_writes_metrics_and_plot() {
             metrics.to_str().unwrap(),
             "--plot",
             plot.to_str().unwrap(),
+            "--save",
+            model.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -191,7 +194,14 @@ fn one_epoch_writes_metrics_and_plot() {
         stdout.contains("test accuracy") && stdout.contains("confusion matrix"),
         "{stdout}"
     );
-    let line = std::fs::read_to_string(&metrics).unwrap();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let (config, line) = text.split_once('\n').unwrap();
+    let config: serde_json::Value = serde_json::from_str(config).unwrap();
+    assert_eq!(config["config"]["model"], "784-10", "{config}");
+    assert_eq!(config["config"]["batch_size"], 256, "{config}");
+    // The model trained on pixels says how its inputs were normalized.
+    let notes = densekit::mlp::Mlp::metadata(&model).unwrap();
+    assert_eq!(notes["normalization"], "pixels/255");
     for field in [
         "\"epoch\":1",
         "train_loss",

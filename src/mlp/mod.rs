@@ -3,8 +3,9 @@
 //! Layers are `(out, in)` weight matrices plus biases, stored back to back in
 //! one flat parameter buffer (`w₀ᵀ, b₀, w₁, b₁, w₂, b₂, …`); gradients use
 //! the same layout, so an optimizer updates the whole network in one loop.
-//! Hidden layers share one activation; the output layer emits logits for
-//! softmax cross-entropy.
+//! Hidden layers share one activation; the output layer is linear: logits
+//! for softmax cross-entropy, or the predicted values for mean squared error
+//! (see [`Mlp::gradients`]).
 //!
 //! # Storage order of the weights
 //! A first layer at least 64 wide (wide enough to skip zero inputs, see
@@ -46,7 +47,8 @@ use crate::dense::{self, BackwardOptions, Grads, SKIPS_ZEROS_MIN_WIDTH, Workspac
 use crate::gemm::{Accum, MatMut, MatRef, Par, unaliased_row_stride};
 use crate::loss::{Targets, mse, softmax_cross_entropy};
 
-/// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` classes.
+/// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` outputs (class
+/// logits, or regression values).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     sizes: Vec<usize>,
