@@ -42,6 +42,7 @@ pub mod loss;
 pub mod mlp;
 pub mod optim;
 mod par;
+mod rng;
 mod simd;
 pub mod train;
 

@@ -17,7 +17,10 @@
 //! assert_eq!(sum.targets(), Some(&[0.0, 1.0, 1.0, 2.0][..]));
 //! ```
 
+mod augment;
 pub mod idx;
+
+pub use augment::{Augment, Augmenter};
 
 use std::borrow::Cow;
 use std::fmt;

@@ -154,6 +154,18 @@ impl Mlp {
             views.push((format!("layers.{l}.weight"), weight));
             views.push((format!("layers.{l}.bias"), bias));
         }
+        // Learned PReLU slopes as `nn.PReLU` modules' weights, shape [1], in
+        // a list beside the layers: `activations.{l}.weight`.
+        let slopes: Vec<[u8; 4]> = self
+            .prelu_slopes()
+            .iter()
+            .map(|s| s.to_le_bytes())
+            .collect();
+        for (l, slope) in slopes.iter().enumerate() {
+            let view =
+                TensorView::new(Dtype::F32, vec![1], slope).map_err(|e| err(e.to_string()))?;
+            views.push((slope_name(l), view));
+        }
         let sizes = self
             .sizes
             .iter()
@@ -221,6 +233,10 @@ impl Mlp {
     /// …). The sizes come from the weights' shapes; the file does not say
     /// which activation sits between the layers, so the caller does
     /// (`hidden`); the output layer is linear (logits), as in [`Mlp`].
+    /// `nn.PReLU()` modules between the layers (one slope each, 1-D
+    /// `weight` tensors such as `1.weight`) load as the learned slopes of
+    /// an [`Activation::PRelu`] network; without them the slope given is
+    /// used.
     ///
     /// ```
     /// use densekit::activation::Activation;
@@ -300,7 +316,22 @@ fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
         .map(|l| format!("layers.{l}."))
         .collect();
     let why = format!("the architecture {sizes:?}");
-    read_layers(&mut file, &names, &sizes, hidden, &why)
+    // A PReLU model written before slopes were learned has none: it keeps
+    // the slope its metadata names.
+    let slopes: Vec<String> = match hidden {
+        Activation::PRelu(_) => (0..sizes.len() - 2).map(slope_name).collect(),
+        _ => vec![],
+    };
+    let slopes = match slopes.first() {
+        Some(first) if file.shapes().iter().all(|(n, _)| n != first) => vec![],
+        _ => slopes,
+    };
+    read_layers(&mut file, &names, &slopes, &sizes, hidden, &why)
+}
+
+/// The tensor name of hidden layer `l`'s learned PReLU slope.
+fn slope_name(l: usize) -> String {
+    format!("activations.{l}.weight")
 }
 
 /// Builds the network of `sizes` from the tensors `{prefix}weight`
@@ -309,6 +340,7 @@ fn read_model(file: impl Read + Seek, len: u64) -> Result<Mlp, String> {
 fn read_layers<R: Read + Seek>(
     file: &mut TensorFile<R>,
     prefixes: &[String],
+    slopes: &[String],
     sizes: &[usize],
     hidden: Activation,
     why: &str,
@@ -319,10 +351,29 @@ fn read_layers<R: Read + Seek>(
         file.check_f32(&format!("{prefix}weight"), &[sizes[l + 1], sizes[l]], why)?;
         file.check_f32(&format!("{prefix}bias"), &[sizes[l + 1]], why)?;
     }
+    for name in slopes {
+        file.check_f32(name, &[1], "a PReLU slope")?;
+    }
     // The tensors were checked against the file's size, so the count is
     // bounded by it.
-    let count = super::param_count(sizes).ok_or("layer sizes overflow")?;
-    let mut net = Mlp::from_parts(sizes, hidden, vec![0.0; count])?;
+    let count = super::total_param_count(sizes, hidden).ok_or("layer sizes overflow")?;
+    let mut params = vec![0.0; count];
+    if let Activation::PRelu(a) = hidden {
+        params[super::counted(sizes)..].fill(a);
+    }
+    let mut net = Mlp::from_parts(sizes, hidden, params)?;
+    let start = super::counted(sizes);
+    let mut slope = Vec::new();
+    for (l, name) in slopes.iter().enumerate() {
+        file.read_f32(name, &mut slope)?;
+        if !(slope[0] > 0.0 && slope[0].is_finite()) {
+            return Err(format!(
+                "`{name}` is {}: a PReLU slope must be finite and positive here",
+                slope[0]
+            ));
+        }
+        net.params[start + l] = slope[0];
+    }
     let mut values = Vec::new();
     for (l, prefix) in prefixes.iter().enumerate() {
         let inputs = sizes[l];
@@ -345,7 +396,10 @@ fn read_layers<R: Read + Seek>(
 fn linear_layers(shapes: &[(String, Vec<usize>)]) -> Result<(Vec<String>, Vec<usize>), String> {
     // `{prefix}{index}.weight` with a 2-D shape is a Linear layer.
     let mut layers: Vec<(String, usize, usize, usize)> = Vec::new();
-    for (name, shape) in shapes {
+    for (name, shape) in shapes
+        .iter()
+        .filter(|(name, shape)| !is_prelu_weight(name, shape))
+    {
         let Some(stem) = name.strip_suffix(".weight") else {
             continue;
         };
@@ -380,25 +434,72 @@ fn linear_layers(shapes: &[(String, Vec<usize>)]) -> Result<(Vec<String>, Vec<us
         }
         sizes.push(out);
     }
-    if let Some((name, shape)) = shapes.iter().find(|(name, _)| {
-        !prefixes
-            .iter()
-            .any(|p| *name == format!("{p}weight") || *name == format!("{p}bias"))
+    if let Some((name, shape)) = shapes.iter().find(|(name, shape)| {
+        !is_prelu_weight(name, shape)
+            && !prefixes
+                .iter()
+                .any(|p| *name == format!("{p}weight") || *name == format!("{p}bias"))
     }) {
         return Err(format!(
-            "tensor `{name}` {shape:?} is not a Linear layer's weight or bias (only Linear layers and parameter-free activations load)"
+            "tensor `{name}` {shape:?} is not a Linear layer's weight or bias, nor a PReLU slope (only Linear layers, PReLU and parameter-free activations load)"
         ));
     }
     Ok((prefixes, sizes))
+}
+
+/// Whether a tensor is an `nn.PReLU` module's weight: a 1-D `….weight`.
+fn is_prelu_weight(name: &str, shape: &[usize]) -> bool {
+    name.ends_with(".weight") && shape.len() == 1
+}
+
+/// The PReLU slopes of a PyTorch `state_dict`, one per hidden layer in
+/// order, or none; `hidden` must be PReLU if there are any.
+fn prelu_slopes(
+    shapes: &[(String, Vec<usize>)],
+    hidden_layers: usize,
+    hidden: Activation,
+) -> Result<Vec<String>, String> {
+    let mut slopes: Vec<(usize, &str, &[usize])> = shapes
+        .iter()
+        .filter(|(name, shape)| is_prelu_weight(name, shape))
+        .map(|(name, shape)| {
+            let stem = name.trim_end_matches(".weight");
+            let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+            let index = stem[stem.len() - digits..].parse().unwrap_or(usize::MAX);
+            (index, name.as_str(), &shape[..])
+        })
+        .collect();
+    slopes.sort_by_key(|&(index, ..)| index);
+    if let Some(&(_, name, shape)) = slopes.iter().find(|(.., shape)| shape != &[1]) {
+        return Err(format!(
+            "`{name}` {shape:?} is a per-channel PReLU; only one slope per layer (num_parameters=1) loads"
+        ));
+    }
+    match (slopes.first(), hidden) {
+        (None, _) => Ok(vec![]),
+        (Some(_), Activation::PRelu(_)) if slopes.len() == hidden_layers => Ok(slopes
+            .iter()
+            .map(|&(_, name, _)| name.to_string())
+            .collect()),
+        (Some(&(_, name, _)), Activation::PRelu(_)) => Err(format!(
+            "{} PReLU slopes (`{name}` …) for {hidden_layers} hidden layers",
+            slopes.len()
+        )),
+        (Some(&(_, name, _)), _) => Err(format!(
+            "tensor `{name}` [1] is a PReLU slope: load with Activation::PRelu as the hidden activation"
+        )),
+    }
 }
 
 /// Reads the Linear layers of a PyTorch `state_dict` (see
 /// [`Mlp::load_pytorch`]) from a safetensors stream of `len` bytes.
 fn read_pytorch(file: impl Read + Seek, len: u64, hidden: Activation) -> Result<Mlp, String> {
     let mut file = TensorFile::open(file, len, "model")?;
-    let (prefixes, sizes) = linear_layers(&file.shapes())?;
+    let shapes = file.shapes();
+    let (prefixes, sizes) = linear_layers(&shapes)?;
+    let slopes = prelu_slopes(&shapes, sizes.len() - 2, hidden)?;
     let why = format!("the architecture {sizes:?} (from the weights' shapes)");
-    read_layers(&mut file, &prefixes, &sizes, hidden, &why).map_err(|e| match e {
+    read_layers(&mut file, &prefixes, &slopes, &sizes, hidden, &why).map_err(|e| match e {
         e if e.starts_with("missing tensor") => {
             format!("{e} (a Linear layer without a bias does not load)")
         }

@@ -29,18 +29,19 @@
 //! [`Mlp::weight`] gives the `(out, in)` view of either; saved files hold
 //! PyTorch's `(out, in)` order.
 
+mod dropout;
 mod file;
+mod init;
 mod packed;
 pub(crate) mod tensor_file;
 
+pub use dropout::Dropout;
 pub use file::{ModelError, NORMALIZATION};
 pub(crate) use file::{activation_to_string, architecture};
+pub use init::Init;
 pub use packed::{Infer, PackedMlp};
 
 use std::ops::Range;
-
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use crate::activation::Activation;
 use crate::dense::{self, BackwardOptions, Grads, SKIPS_ZEROS_MIN_WIDTH, Workspace};
@@ -87,7 +88,9 @@ impl Mlp {
     /// A network with the given layer sizes (e.g. `[784, 256, 10]`), hidden
     /// activation, and weights drawn from `seed`: He-uniform for the ReLU
     /// family, Glorot-uniform for sigmoid, tanh, identity and the output
-    /// layer (Keras's default); biases start at zero.
+    /// layer (Keras's default, [`Init::ByActivation`]); biases start at zero.
+    /// A [`PRelu`](Activation::PRelu) hidden activation learns its slope,
+    /// one per hidden layer, starting from the value given.
     ///
     /// ```
     /// use densekit::activation::Activation;
@@ -95,6 +98,8 @@ impl Mlp {
     /// let net = Mlp::new(&[784, 256, 10], Activation::Relu, 7);
     /// assert_eq!(net.params().len(), 784 * 256 + 256 + 256 * 10 + 10);
     /// assert_eq!(net, Mlp::new(&[784, 256, 10], Activation::Relu, 7)); // seeded
+    /// let prelu = Mlp::new(&[784, 256, 10], Activation::PRelu(0.25), 7);
+    /// assert_eq!(prelu.prelu_slopes(), [0.25]); // one learned slope per hidden layer
     /// ```
     ///
     /// # Panics
@@ -102,6 +107,22 @@ impl Mlp {
     /// overflows `usize`, or an invalid activation.
     #[track_caller]
     pub fn new(sizes: &[usize], hidden: Activation, seed: u64) -> Mlp {
+        Mlp::with_init(sizes, hidden, Init::ByActivation, seed)
+    }
+
+    /// [`new`](Self::new) with the weights drawn under `init`.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::{Init, Mlp};
+    /// let net = Mlp::with_init(&[4, 3, 2], Activation::Tanh, Init::Zeros, 1);
+    /// assert!(net.params().iter().all(|&p| p == 0.0));
+    /// ```
+    ///
+    /// # Panics
+    /// As [`new`](Self::new).
+    #[track_caller]
+    pub fn with_init(sizes: &[usize], hidden: Activation, init: Init, seed: u64) -> Mlp {
         assert!(
             sizes.len() >= 2 && sizes.iter().all(|&s| s > 0),
             "Mlp::new: need at least an input and an output size, all positive; got {sizes:?}"
@@ -109,7 +130,7 @@ impl Mlp {
         if let Err(e) = hidden.validate() {
             panic!("Mlp::new: {e}");
         }
-        let Some(count) = param_count(sizes) else {
+        let Some(count) = total_param_count(sizes, hidden) else {
             panic!("Mlp::new: the parameter count of sizes {sizes:?} overflows usize");
         };
         let mut net = Mlp {
@@ -117,32 +138,17 @@ impl Mlp {
             hidden,
             params: vec![0.0; count],
         };
-        let mut rng = StdRng::seed_from_u64(seed);
-        for layer in 0..net.layers() {
-            let (inputs, outputs) = (sizes[layer], sizes[layer + 1]);
-            let he = matches!(
-                net.activation(layer),
-                Activation::Relu | Activation::LeakyRelu(_) | Activation::PRelu(_)
-            );
-            let limit = if he {
-                (6.0 / inputs as f64).sqrt()
-            } else {
-                (6.0 / (inputs + outputs) as f64).sqrt()
-            } as f32;
-            // Drawn in (out, in) order, whatever the storage order.
-            let mut w = net.weight_mut(layer);
-            for o in 0..outputs {
-                for i in 0..inputs {
-                    w.set(o, i, rng.random_range(-limit..limit));
-                }
-            }
+        if let Activation::PRelu(a) = hidden {
+            net.params[counted(sizes)..].fill(a);
         }
+        init::initialize(&mut net, init, seed);
         net
     }
 
     /// Builds a network from existing parameters in the layout of
     /// [`params`](Self::params) (a first weight at least 64 wide stored
-    /// `(in, out)`, the others `(out, in)`).
+    /// `(in, out)`, the others `(out, in)`; then, for a PReLU network, one
+    /// slope per hidden layer).
     ///
     /// ```
     /// use densekit::activation::Activation;
@@ -172,7 +178,7 @@ impl Mlp {
             return Err(format!("invalid layer sizes {sizes:?}"));
         }
         hidden.validate()?;
-        let want = param_count(sizes)
+        let want = total_param_count(sizes, hidden)
             .ok_or_else(|| format!("layer sizes {sizes:?}: the parameter count overflows usize"))?;
         if params.len() != want {
             return Err(format!(
@@ -197,17 +203,86 @@ impl Mlp {
         self.sizes.len() - 1
     }
 
-    /// The hidden layers' activation.
+    /// The hidden layers' activation (for PReLU, with the slope it was
+    /// created with; [`activation`](Self::activation) gives the learned one).
     pub fn hidden_activation(&self) -> Activation {
         self.hidden
     }
 
-    /// The activation of `layer` (identity for the output layer: it emits logits).
+    /// The activation of `layer`: identity for the output layer (it emits
+    /// logits or regression values), else the hidden activation, a PReLU
+    /// with this layer's learned slope.
     pub fn activation(&self, layer: usize) -> Activation {
         if layer + 1 == self.layers() {
             Activation::Identity
+        } else if let Activation::PRelu(_) = self.hidden {
+            Activation::PRelu(self.prelu_slopes()[layer])
         } else {
             self.hidden
+        }
+    }
+
+    /// The learned PReLU slopes, one per hidden layer (empty for other
+    /// activations); they sit at the end of [`params`](Self::params).
+    pub fn prelu_slopes(&self) -> &[f32] {
+        &self.params[counted(&self.sizes)..]
+    }
+
+    /// Keeps the parameters within the constraints of training, after an
+    /// update: PReLU slopes stay at or above [`MIN_PRELU_SLOPE`] (the
+    /// derivative is computed from the output, which tells the two sides of
+    /// zero apart only for a positive slope; PyTorch leaves the slope free),
+    /// and with `max_norm` each unit's incoming weight vector (a row of the
+    /// `(out, in)` weight) is scaled down to that Euclidean norm if longer
+    /// (Srivastava et al. 2014's max-norm), in the hidden layers.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::{Init, Mlp};
+    /// let mut net = Mlp::with_init(&[2, 2, 1], Activation::Relu, Init::HeUniform, 1);
+    /// net.params_mut()[..4].copy_from_slice(&[3.0, 4.0, 0.3, 0.4]); // rows of norm 5 and 0.5
+    /// net.constrain(Some(1.0));
+    /// assert_eq!(&net.params()[..4], &[0.6, 0.8, 0.3, 0.4]);
+    /// ```
+    pub fn constrain(&mut self, max_norm: Option<f32>) {
+        let start = counted(&self.sizes);
+        for slope in &mut self.params[start..] {
+            // NaN stays NaN: a diverged run must show as one.
+            if *slope < MIN_PRELU_SLOPE {
+                *slope = MIN_PRELU_SLOPE;
+            }
+        }
+        let Some(limit) = max_norm else { return };
+        for layer in 0..self.layers() - 1 {
+            let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
+            let (w, _) = self.layer_ranges(layer);
+            let w = &mut self.params[w];
+            // Walked in storage order: a transposed first layer holds each
+            // unit's weights as a column.
+            let transposed = stores_transposed(layer, outputs);
+            let unit = move |at: usize| {
+                if transposed {
+                    at % outputs
+                } else {
+                    at / inputs
+                }
+            };
+            let mut squares = vec![0.0f64; outputs];
+            for (at, &v) in w.iter().enumerate() {
+                squares[unit(at)] += f64::from(v) * f64::from(v);
+            }
+            let scales: Vec<f32> = squares
+                .iter()
+                .map(|&s| match s.sqrt() {
+                    norm if norm > f64::from(limit) => (f64::from(limit) / norm) as f32,
+                    _ => 1.0,
+                })
+                .collect();
+            if scales.iter().any(|&s| s != 1.0) {
+                for (at, v) in w.iter_mut().enumerate() {
+                    *v *= scales[unit(at)];
+                }
+            }
         }
     }
 
@@ -313,6 +388,19 @@ impl Mlp {
     /// If `x` does not have `sizes[0]` columns.
     #[track_caller]
     pub fn forward<'w>(&self, x: MatRef<'_, f32>, ws: &'w mut MlpWorkspace, par: Par) -> &'w [f32] {
+        self.forward_with(x, None, ws, par)
+    }
+
+    /// [`forward`](Self::forward), with `dropout` applied to the hidden
+    /// layers' outputs (training).
+    #[track_caller]
+    fn forward_with<'w>(
+        &self,
+        x: MatRef<'_, f32>,
+        dropout: Option<&Dropout<'_>>,
+        ws: &'w mut MlpWorkspace,
+        par: Par,
+    ) -> &'w [f32] {
         assert!(
             x.ncols() == self.sizes[0],
             "Mlp::forward: x is {}×{} but the network takes {} inputs",
@@ -341,6 +429,12 @@ impl Mlp {
                 self.activation(layer),
                 par,
             );
+            if let Some(dropout) = dropout
+                && layer + 1 < self.layers()
+            {
+                let keep = 1.0 - dropout.rate(layer);
+                dropout.apply(layer, y, outputs, stride, 1.0 / keep, par);
+            }
         }
         &ws.outputs[self.layers() - 1]
     }
@@ -376,6 +470,40 @@ impl Mlp {
         ws: &mut MlpWorkspace,
         par: Par,
     ) -> BatchStats {
+        self.gradients_with(x, targets, None, grads, ws, par)
+    }
+
+    /// [`gradients`](Self::gradients) with `dropout` on the hidden layers
+    /// (the loss and accuracy are those of the thinned network). A PReLU
+    /// network's slope gradients land at the end of `grads`, as its slopes
+    /// sit at the end of [`params`](Self::params).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::loss::Targets;
+    /// use densekit::mlp::{Dropout, Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[3, 8, 2], Activation::Relu, 1);
+    /// let x = [0.1f32, 0.5, -0.3, 0.9, -0.2, 0.4];
+    /// let mut grads = vec![0.0; net.params().len()];
+    /// let dropout = Dropout { rates: &[0.5], seed: 3, step: 1 };
+    /// let stats = net.gradients_with(MatRef::from_row_major(&x, 2, 3), Targets::Classes(&[0, 1]),
+    ///     Some(&dropout), &mut grads, &mut MlpWorkspace::new(), Par::Seq);
+    /// assert!(stats.loss.is_finite());
+    /// ```
+    ///
+    /// # Panics
+    /// As [`gradients`](Self::gradients).
+    #[track_caller]
+    pub fn gradients_with(
+        &self,
+        x: MatRef<'_, f32>,
+        targets: Targets<'_>,
+        dropout: Option<&Dropout<'_>>,
+        grads: &mut [f32],
+        ws: &mut MlpWorkspace,
+        par: Par,
+    ) -> BatchStats {
         assert!(
             grads.len() == self.params.len(),
             "Mlp::gradients: {} gradient slots for {} parameters",
@@ -391,7 +519,7 @@ impl Mlp {
                 values.len()
             );
         }
-        self.forward(x, ws, par);
+        self.forward_with(x, dropout, ws, par);
         let layers = self.layers();
         ws.output_grads.resize_with(layers, Vec::new);
         let out = MatRef::from_row_major(&ws.outputs[layers - 1], batch, outputs);
@@ -408,8 +536,23 @@ impl Mlp {
                 0,
             ),
         };
+        let slopes_start = counted(&self.sizes);
         for layer in (0..layers).rev() {
             let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
+            // A dropped-out hidden layer: the gradient reaches only the kept
+            // units (scaled as they were), and the activations are brought
+            // back to their values before the mask, which the derivative
+            // reads (the next layer already used the masked ones).
+            if let Some(dropout) = dropout
+                && layer + 1 < layers
+                && dropout.rate(layer) > 0.0
+            {
+                let keep = 1.0 - dropout.rate(layer);
+                let stride = self.output_stride(layer);
+                let dy = &mut ws.output_grads[layer];
+                dropout.apply(layer, dy, outputs, outputs, 1.0 / keep, par);
+                dropout.apply(layer, &mut ws.outputs[layer], outputs, stride, keep, par);
+            }
             let (w_range, b_range) = self.layer_ranges(layer);
             let (before, after) = grads.split_at_mut(b_range.start);
             let dw = &mut before[w_range];
@@ -428,7 +571,7 @@ impl Mlp {
                     Some(MatMut::from_row_major(dx, batch, inputs))
                 }
             };
-            dense::backward(
+            let slope_grad = dense::backward(
                 Grads {
                     dw: weight_view_mut(dw, layer, (outputs, inputs)),
                     db: Some(db),
@@ -446,6 +589,9 @@ impl Mlp {
                 },
                 &mut ws.dense,
             );
+            if let Some(g) = slope_grad {
+                grads[slopes_start + layer] = g;
+            }
         }
         BatchStats { loss, correct }
     }
@@ -505,7 +651,20 @@ fn weight_view_mut(
     }
 }
 
-/// Parameters of a network with these sizes, or `None` if the count
+/// The smallest slope [`Mlp::constrain`] leaves a learned PReLU.
+pub const MIN_PRELU_SLOPE: f32 = 1e-3;
+
+/// All parameters of a network with these sizes and hidden activation:
+/// [`param_count`], plus one slope per hidden layer for PReLU.
+pub(crate) fn total_param_count(sizes: &[usize], hidden: Activation) -> Option<usize> {
+    let slopes = match hidden {
+        Activation::PRelu(_) => sizes.len().saturating_sub(2),
+        _ => 0,
+    };
+    param_count(sizes)?.checked_add(slopes)
+}
+
+/// Weights and biases of a network with these sizes, or `None` if the count
 /// overflows `usize`.
 ///
 /// ```

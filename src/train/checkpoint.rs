@@ -53,7 +53,7 @@ pub struct Checkpoint {
 pub(super) fn settings(optimizer: &Optimizer, config: &TrainConfig) -> String {
     let config = TrainConfig {
         par: Par::Seq,
-        ..*config
+        ..config.clone()
     };
     format!("{optimizer:?}; {config:?}")
 }
@@ -251,7 +251,7 @@ fn read(file: impl std::io::Read + std::io::Seek, len: u64) -> Result<Checkpoint
     let mut file = TensorFile::open(file, len, "checkpoint")?;
     file.check_format(FORMAT)?;
     let (sizes, hidden) = architecture(&file)?;
-    let count = crate::mlp::param_count(&sizes).ok_or("layer sizes overflow")?;
+    let count = crate::mlp::total_param_count(&sizes, hidden).ok_or("layer sizes overflow")?;
     let why = format!("the architecture {sizes:?}");
     for name in ["params", "optimizer.first", "optimizer.second"] {
         file.check_f32(name, &[count], &why)?;

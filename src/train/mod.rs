@@ -13,11 +13,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::data::{Dataset, strip_order};
+use crate::data::{Augment, Augmenter, Dataset, strip_order};
 use crate::dense::SKIPS_ZEROS_MIN_WIDTH;
 use crate::gemm::{Isa, MatRef, Par, f32_sliver_rows};
 use crate::loss::{Loss, Targets, cross_entropy_row};
-use crate::mlp::{Infer, Mlp, MlpWorkspace, argmax_rows};
+use crate::mlp::{Dropout, Infer, Mlp, MlpWorkspace, argmax_rows};
 use crate::optim::{Optimizer, OptimizerState, Schedule};
 use crate::par::PoolError;
 
@@ -32,7 +32,7 @@ use crate::par::PoolError;
 /// let config = TrainConfig { epochs: 3, ..TrainConfig::default() };
 /// assert_eq!((config.batch_size, config.seed, config.schedule), (128, 0, Schedule::Constant));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     /// Passes over the training set (default 10).
     pub epochs: usize,
@@ -48,6 +48,17 @@ pub struct TrainConfig {
     /// Threads for the kernels (results do not depend on it); default
     /// [`Par::Auto`].
     pub par: Par,
+    /// Inverted dropout on the hidden layers' outputs while training: one
+    /// rate in `[0, 1)` for every hidden layer, or one per hidden layer
+    /// (see [`Dropout`]); default none. Masks are drawn from the seed and
+    /// the step, the same for any thread count.
+    pub dropout: Vec<f32>,
+    /// Max-norm constraint on each hidden unit's incoming weights after
+    /// every update (see [`Mlp::constrain`]); default none.
+    pub max_norm: Option<f32>,
+    /// Distortion of the training images, drawn per sample and epoch from
+    /// the seed (see [`Augment`]); default none. Needs images.
+    pub augment: Augment,
 }
 
 impl Default for TrainConfig {
@@ -59,6 +70,9 @@ impl Default for TrainConfig {
             running_lambda: 0.01,
             schedule: Schedule::Constant,
             par: Par::Auto,
+            dropout: Vec::new(),
+            max_norm: None,
+            augment: Augment::None,
         }
     }
 }
@@ -459,6 +473,32 @@ fn check_data(net: &Mlp, data: &TrainData<'_>) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// Checks the dropout rates, max-norm and augmentation against the network
+/// and the training set.
+fn check_regularization(net: &Mlp, config: &TrainConfig, train: &Dataset) -> Result<(), TrainError> {
+    let mismatch = |msg: String| Err(TrainError::Mismatch(msg));
+    let hidden = net.layers() - 1;
+    let rates = &config.dropout;
+    if rates.len() > 1 && rates.len() != hidden {
+        return mismatch(format!(
+            "{} dropout rates for {hidden} hidden layers: give one for all, or one per layer",
+            rates.len()
+        ));
+    }
+    if let Some(rate) = rates.iter().find(|r| !(0.0..1.0).contains(*r)) {
+        return mismatch(format!("a dropout rate must be in [0, 1), got {rate}"));
+    }
+    if let Some(norm) = config.max_norm
+        && !(norm.is_finite() && norm > 0.0)
+    {
+        return mismatch(format!("the max-norm must be finite and positive, got {norm}"));
+    }
+    if config.augment != Augment::None {
+        Augmenter::new(config.augment, train, None).map_err(TrainError::Mismatch)?;
+    }
+    Ok(())
+}
+
 /// "class labels" or "real targets", for messages.
 fn targets_kind(set: &Dataset) -> &'static str {
     match set.loss() {
@@ -520,6 +560,7 @@ pub fn train_with(
         ));
     }
     check_data(net, &data)?;
+    check_regularization(net, config, data.train)?;
     let mut state = match resume {
         Some(checkpoint) => {
             checkpoint
@@ -544,32 +585,40 @@ pub fn train_with(
                 .flatten()
                 .all(|s| s.image_shape() == shape)
         });
+        let augmented = config.augment != Augment::None;
+        let augmenter = |order: Option<&[usize]>| {
+            augmented.then(|| {
+                Augmenter::new(config.augment, data.train, order).expect("checked before training")
+            })
+        };
         let mut run = Run {
             net,
             optimizer,
             config,
             state: &mut state,
             inverse: None,
+            augmenter: None,
         };
         let Some(order) = order else {
+            run.augmenter = augmenter(None);
             return run.epochs(data, resume, &mut progress, 0.0);
         };
         // Train on the pixels in compact tiles, then give the weights back
         // in the data's own order (also after a divergence or a stop); the
-        // optimizer's buffers, laid out like the weights, move alike.
+        // optimizer's buffers, laid out like the weights, move alike. An
+        // augmented training set stays as it is: the augmenter reads each
+        // distorted pixel into its place in the tiled order.
         let reordered = |set: &Dataset<'_>| set.with_feature_order(&order);
-        let (train, val, test) = (
-            reordered(data.train),
-            data.val.map(reordered),
-            data.test.map(reordered),
-        );
+        let train = (!augmented).then(|| reordered(data.train));
+        let (val, test) = (data.val.map(reordered), data.test.map(reordered));
         let inverse = inverse_permutation(&order);
         run.net.reorder_inputs(&order);
         *run.state = reorder_state(run.net, run.state, &order);
         run.inverse = Some(&inverse);
+        run.augmenter = augmenter(Some(&order));
         let setup_seconds = started.elapsed().as_secs_f64();
         let data = TrainData {
-            train: &train,
+            train: train.as_ref().unwrap_or(data.train),
             val: val.as_ref(),
             test: test.as_ref(),
         };
@@ -638,6 +687,8 @@ struct Run<'a> {
     /// The permutation back to the data's own input order, if the run
     /// trains on reordered inputs (checkpoints hold the data's order).
     inverse: Option<&'a [usize]>,
+    /// Distorts the training images as they are gathered, if asked to.
+    augmenter: Option<Augmenter>,
 }
 
 /// Where an epoch stands, for a checkpoint taken within it.
@@ -752,7 +803,10 @@ impl Run<'_> {
                 }
                 // Every slot is overwritten: only grow, never clear.
                 x.resize(rows.len() * features, 0.0);
-                train.gather_into(&rows, &mut x, config.par);
+                match &self.augmenter {
+                    Some(a) => a.gather(train, &rows, &mut x, config.seed, epoch as u64, config.par),
+                    None => train.gather_into(&rows, &mut x, config.par),
+                }
                 labels.clear();
                 values.clear();
                 train.gather_targets(rows.iter().copied(), &mut labels, &mut values);
@@ -760,9 +814,15 @@ impl Run<'_> {
                     Loss::SoftmaxCrossEntropy => Targets::Classes(&labels),
                     Loss::MeanSquaredError => Targets::Values(&values),
                 };
-                let stats = self.net.gradients(
+                let dropout = Dropout {
+                    rates: &config.dropout,
+                    seed: config.seed,
+                    step: ((epoch - 1) * steps + step) as u64,
+                };
+                let stats = self.net.gradients_with(
                     MatRef::from_row_major(&x, batch.len(), features),
                     targets,
+                    (!config.dropout.is_empty()).then_some(&dropout),
                     &mut grads,
                     &mut ws,
                     config.par,
@@ -778,6 +838,7 @@ impl Run<'_> {
                 lr = config.schedule.lr(self.optimizer.lr(), progress_epochs);
                 self.optimizer
                     .update(self.state, self.net.params_mut(), &grads, lr, config.par);
+                self.net.constrain(config.max_norm);
                 loss_sum += stats.loss * batch.len() as f64;
                 correct += stats.correct;
                 let q = match running {
