@@ -621,3 +621,79 @@ fn refused_threads_are_an_error() {
         assert!(errors[0].contains("could not start a pool"), "{stderr}");
     }
 }
+
+/// Dropout, augmentation and a validation split: the same seed on one and
+/// two threads writes the same metrics file (timings aside), validation is
+/// reported, and `--save` keeps the best-validation weights.
+#[test]
+fn regularized_runs_match_across_thread_counts() {
+    let dir = std::env::temp_dir().join(format!("densekit-cli-reg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics = |threads: &str| -> (Vec<serde_json::Value>, String) {
+        let path = dir.join(format!("m{threads}.jsonl"));
+        let model = dir.join(format!("model{threads}.safetensors"));
+        let out = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
+            .args([
+                "--hidden",
+                "64,32",
+                "--epochs",
+                "2",
+                "--dropout",
+                "0.2,0.3",
+                "--augment",
+                "shift:1",
+                "--activation",
+                "prelu",
+                "--max-norm",
+                "3",
+                "--val",
+                "5000",
+                "--threads",
+                threads,
+                "--metrics-out",
+                path.to_str().unwrap(),
+                "--save",
+                model.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let m = v.as_object_mut().unwrap();
+                m.remove("epoch_seconds");
+                m.remove("elapsed_seconds");
+                v
+            })
+            .collect();
+        (lines, stdout)
+    };
+    let (one, stdout) = metrics("1");
+    let (two, _) = metrics("2");
+    assert_eq!(one, two, "metrics differ between --threads 1 and 2");
+    assert_eq!(one.len(), 3);
+    assert_eq!(
+        one[0]["config"]["dropout"][1].as_f64(),
+        Some(0.30000001192092896)
+    );
+    assert!(
+        one[1]["val_accuracy"].as_f64().unwrap() > 0.8,
+        "{:?}",
+        one[1]
+    );
+    assert!(
+        stdout.contains("validation acc") && stdout.contains("keeping the weights of epoch"),
+        "{stdout}"
+    );
+    let model = densekit::mlp::Mlp::load(dir.join("model1.safetensors")).unwrap();
+    assert_eq!(model.prelu_slopes().len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -63,7 +63,11 @@ type Tensors<'a> = &'a [(&'a str, &'a [usize])];
 fn write(name: &str, tensors: Tensors<'_>) -> PathBuf {
     let data: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(_, shape)| vec![0u8; 4 * shape.iter().product::<usize>()])
+        .map(|(_, shape)| {
+            0.25f32
+                .to_le_bytes()
+                .repeat(shape.iter().product::<usize>())
+        })
         .collect();
     let views: Vec<(&str, TensorView<'_>)> = tensors
         .iter()
@@ -80,7 +84,18 @@ fn write(name: &str, tensors: Tensors<'_>) -> PathBuf {
 
 #[test]
 fn files_that_are_not_linear_stacks_are_errors_naming_the_tensor() {
-    let cases: [(&str, Tensors<'_>, &str); 5] = [
+    let cases: [(&str, Tensors<'_>, &str); 6] = [
+        (
+            "batchnorm",
+            &[
+                ("0.weight", &[4, 3]),
+                ("0.bias", &[4]),
+                ("1.running_mean", &[4]),
+                ("2.weight", &[2, 4]),
+                ("2.bias", &[2]),
+            ],
+            "tensor `1.running_mean` [4] is not a Linear layer's weight or bias",
+        ),
         (
             "prelu",
             &[
@@ -90,7 +105,7 @@ fn files_that_are_not_linear_stacks_are_errors_naming_the_tensor() {
                 ("2.weight", &[2, 4]),
                 ("2.bias", &[2]),
             ],
-            "tensor `1.weight` [1] is not a Linear layer's weight or bias",
+            "tensor `1.weight` [1] is a PReLU slope: load with Activation::PRelu",
         ),
         (
             "chain",
@@ -125,6 +140,21 @@ fn files_that_are_not_linear_stacks_are_errors_naming_the_tensor() {
         std::fs::remove_file(&path).unwrap();
         assert!(err.to_string().contains(needle), "{name}: {err}");
     }
+    // An nn.PReLU() between the layers loads as the learned slope.
+    let path = write(
+        "prelu-ok",
+        &[
+            ("0.weight", &[4, 3]),
+            ("0.bias", &[4]),
+            ("1.weight", &[1]),
+            ("2.weight", &[2, 4]),
+            ("2.bias", &[2]),
+        ],
+    );
+    let net = Mlp::load_pytorch(&path, Activation::PRelu(0.25)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(net.sizes(), &[3, 4, 2]);
+    assert_eq!(net.prelu_slopes(), [0.25]);
     // Prefixed names (a module holding `self.layers = nn.Sequential(…)`) load.
     let path = write(
         "layers",

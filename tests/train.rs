@@ -872,7 +872,10 @@ fn stopped_and_resumed_runs_match_the_uninterrupted_run() {
     ) else {
         panic!("did not stop");
     };
-    let other = TrainConfig { seed: 10, ..config.clone() };
+    let other = TrainConfig {
+        seed: 10,
+        ..config.clone()
+    };
     let err = train_with(
         &mut net,
         &adam,

@@ -53,10 +53,23 @@ impl Dropout<'_> {
     }
 
     /// Applies the mask of hidden layer `layer` to a `batch × width` block
-    /// (rows `stride` apart): `v ← v · keep · scale`. Forward passes the
-    /// activations with `scale = 1/(1 − p)`; backward passes the gradient
-    /// likewise, and the activations with `scale = 1 − p` to recover them.
-    pub(super) fn apply(
+    /// (rows `stride` apart): `v ← v · keep · scale`, element `(r, c)`
+    /// kept as [`keeps`](Self::keeps)`(layer, r · width + c)` says. Training
+    /// passes the activations with `scale = 1/(1 − p)`; backward passes the
+    /// gradient likewise, and the activations with `scale = 1 − p` to
+    /// recover them.
+    ///
+    /// ```
+    /// use densekit::Par;
+    /// use densekit::mlp::Dropout;
+    /// let dropout = Dropout { rates: &[0.25], seed: 1, step: 2 };
+    /// let mut v = vec![1.0f32; 4 * 8];
+    /// dropout.apply(0, &mut v, 8, 8, 1.0 / 0.75, Par::Seq);
+    /// for (e, &x) in v.iter().enumerate() {
+    ///     assert_eq!(x, if dropout.keeps(0, e) { 1.0 / 0.75 } else { 0.0 });
+    /// }
+    /// ```
+    pub fn apply(
         &self,
         layer: usize,
         block: &mut [f32],

@@ -475,7 +475,11 @@ fn check_data(net: &Mlp, data: &TrainData<'_>) -> Result<(), TrainError> {
 
 /// Checks the dropout rates, max-norm and augmentation against the network
 /// and the training set.
-fn check_regularization(net: &Mlp, config: &TrainConfig, train: &Dataset) -> Result<(), TrainError> {
+fn check_regularization(
+    net: &Mlp,
+    config: &TrainConfig,
+    train: &Dataset,
+) -> Result<(), TrainError> {
     let mismatch = |msg: String| Err(TrainError::Mismatch(msg));
     let hidden = net.layers() - 1;
     let rates = &config.dropout;
@@ -491,7 +495,9 @@ fn check_regularization(net: &Mlp, config: &TrainConfig, train: &Dataset) -> Res
     if let Some(norm) = config.max_norm
         && !(norm.is_finite() && norm > 0.0)
     {
-        return mismatch(format!("the max-norm must be finite and positive, got {norm}"));
+        return mismatch(format!(
+            "the max-norm must be finite and positive, got {norm}"
+        ));
     }
     if config.augment != Augment::None {
         Augmenter::new(config.augment, train, None).map_err(TrainError::Mismatch)?;
@@ -804,7 +810,9 @@ impl Run<'_> {
                 // Every slot is overwritten: only grow, never clear.
                 x.resize(rows.len() * features, 0.0);
                 match &self.augmenter {
-                    Some(a) => a.gather(train, &rows, &mut x, config.seed, epoch as u64, config.par),
+                    Some(a) => {
+                        a.gather(train, &rows, &mut x, config.seed, epoch as u64, config.par)
+                    }
                     None => train.gather_into(&rows, &mut x, config.par),
                 }
                 labels.clear();
