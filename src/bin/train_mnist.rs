@@ -751,9 +751,8 @@ fn run(args: Args) -> Result<(), Fail> {
         net = weights;
     }
     for (bar, at) in ["98%", "99%"].iter().zip(reached) {
-        match at {
-            Some(s) => println!("test accuracy reached {bar} {s:.1} s after training started"),
-            None => println!("test accuracy never reached {bar}"),
+        if let Some(s) = at {
+            println!("test accuracy reached {bar} {s:.1} s after training started");
         }
     }
     let train_seconds: f64 = history.iter().map(|m| m.train_seconds).sum();
