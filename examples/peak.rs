@@ -11,109 +11,24 @@
 //! (Zen 4 splits those into two 256-bit halves, Intel server cores may run
 //! them at twice the rate). The peak is the faster of the two.
 
-#[cfg(target_arch = "x86_64")]
-use std::time::Instant;
+#[path = "../benches/common/peak.rs"]
+mod peak;
 
-#[cfg(target_arch = "x86_64")]
-const CHAINS: usize = 12;
-
-/// `fma_chains_*`: run the FMA chains `iters` rounds; returns a value that
-/// depends on every chain so nothing is optimized away.
-#[cfg(target_arch = "x86_64")]
-macro_rules! fma_chains {
-    ($name:ident, $feature:literal, $set1:ident, $fmadd:ident, $add:ident, $store:ident, $lanes:expr) => {
-        #[target_feature(enable = $feature)]
-        fn $name(iters: u64) -> f32 {
-            use std::arch::x86_64::*;
-            let mut acc = [$set1(0.5); CHAINS];
-            let (a, b) = ($set1(0.999_999), $set1(1e-7));
-            for _ in 0..iters {
-                for x in &mut acc {
-                    *x = $fmadd(*x, a, b);
-                }
-            }
-            let mut lanes = [0.0f32; $lanes];
-            let sum = acc.iter().fold($set1(0.0), |s, &x| $add(s, x));
-            // SAFETY: `lanes` holds exactly one vector of f32.
-            unsafe { $store(lanes.as_mut_ptr(), sum) };
-            lanes.iter().sum()
-        }
-    };
-}
-
-#[cfg(target_arch = "x86_64")]
-fma_chains!(
-    fma_chains_avx2,
-    "avx2,fma",
-    _mm256_set1_ps,
-    _mm256_fmadd_ps,
-    _mm256_add_ps,
-    _mm256_storeu_ps,
-    8
-);
-#[cfg(target_arch = "x86_64")]
-fma_chains!(
-    fma_chains_avx512,
-    "avx512f",
-    _mm512_set1_ps,
-    _mm512_fmadd_ps,
-    _mm512_add_ps,
-    _mm512_storeu_ps,
-    16
-);
-
-/// One FMA loop: `iters` rounds of the chains (unsafe: needs its target features).
-#[cfg(target_arch = "x86_64")]
-type Chains = unsafe fn(u64) -> f32;
-
-/// GFLOP/s of `threads` threads each running `chains` (with `lanes` lanes) for `iters` rounds.
-#[cfg(target_arch = "x86_64")]
-fn measure(chains: Chains, lanes: u64, threads: usize, iters: u64) -> f64 {
-    let start = Instant::now();
-    let sink: f32 = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            // SAFETY: `main` checked the chains' target features before passing them.
-            .map(|_| s.spawn(move || unsafe { chains(iters) }))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    let secs = start.elapsed().as_secs_f64();
-    std::hint::black_box(sink);
-    (threads as u64 * iters * CHAINS as u64 * lanes * 2) as f64 / secs / 1e9
-}
-
-#[cfg(target_arch = "x86_64")]
 fn main() {
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-        eprintln!("peak: this CPU has no AVX2+FMA; nothing to measure");
-        std::process::exit(1);
-    }
-    let mut kinds: Vec<(&str, Chains, u64)> = vec![("AVX2 8-lane", fma_chains_avx2, 8)];
-    if is_x86_feature_detected!("avx512f") {
-        kinds.push(("AVX-512 16-lane", fma_chains_avx512, 16));
-    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let iters = 200_000_000;
-    measure(kinds[0].1, 8, 1, iters / 10); // warm up clocks
     for threads in [1, cores] {
-        let mut best = 0.0f64;
-        for &(name, chains, lanes) in &kinds {
-            let rounds = iters * 8 / lanes;
-            let mut runs: Vec<f64> = (0..5)
-                .map(|_| measure(chains, lanes, threads, rounds))
-                .collect();
-            runs.sort_by(f64::total_cmp);
-            best = best.max(runs[2]);
+        let runs = peak::peak_runs(threads, 1.0);
+        if runs.is_empty() {
+            eprintln!("peak: this CPU has no AVX2+FMA (or is not x86-64); nothing to measure");
+            std::process::exit(1);
+        }
+        for r in &runs {
             println!(
-                "f32 FMA, {name}, {threads} thread(s): median {:.1} GFLOP/s (min {:.1}, max {:.1})",
-                runs[2], runs[0], runs[4]
+                "f32 FMA, {}, {threads} thread(s): median {:.1} GFLOP/s (min {:.1}, max {:.1})",
+                r.kind, r.median, r.min, r.max
             );
         }
+        let best = runs.iter().map(|r| r.median).fold(0.0, f64::max);
         println!("f32 FMA peak, {threads} thread(s): {best:.1} GFLOP/s");
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn main() {
-    eprintln!("peak: only the x86-64 FMA peak is measured so far");
 }

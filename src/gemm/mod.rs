@@ -241,14 +241,14 @@ pub(crate) fn gemm_fused<T: Element>(
 }
 
 /// Carries an operand into the pool that runs the call.
-struct SendOperand<P>(Operand<P>);
+pub(crate) struct SendOperand<P>(Operand<P>);
 // SAFETY: the operand is a view borrowed for the whole (blocking) call, and
 // `driver::gemm` only touches it under the rules stated there.
 unsafe impl<P> Send for SendOperand<P> {}
 
 impl<P> SendOperand<P> {
     // A method, so the closure captures the Send wrapper and not its field.
-    fn get(self) -> Operand<P> {
+    pub(crate) fn get(self) -> Operand<P> {
         self.0
     }
 }

@@ -3,9 +3,11 @@
 //! A crate using `matrixmultiply::sgemm` switches by changing the path to
 //! `densekit::sgemm`; arguments and meaning are the same.
 
+use super::SendOperand;
 use super::driver::{self, Operand};
 use crate::isa::Element;
 use crate::isa::Isa;
+use crate::par::Par;
 
 /// Shared body of [`sgemm`] and [`dgemm`].
 ///
@@ -21,21 +23,26 @@ unsafe fn gemm_raw<T: Element>(
 ) {
     let kernel = super::kernel::lookup::<T>(Isa::selected())
         .expect("the selected ISA was detected at startup");
-    // SAFETY: forwarded caller contract; the current rayon pool sets the threads.
-    unsafe {
-        driver::gemm(
-            kernel,
-            rayon::current_num_threads(),
-            [m, k, n],
-            alpha,
-            a,
-            b,
-            beta,
-            c,
-            None,
-            driver::Hints::default(),
-        )
-    }
+    let (a, b, c) = (SendOperand(a), SendOperand(b), SendOperand(c));
+    let work = m.saturating_mul(n).saturating_mul(k);
+    // The current rayon pool sets the threads (`Par::Auto`).
+    Par::Auto.run(work, move |threads| {
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            driver::gemm(
+                kernel,
+                threads,
+                [m, k, n],
+                alpha,
+                a.get(),
+                b.get(),
+                beta,
+                c.get(),
+                None,
+                driver::Hints::default(),
+            )
+        }
+    })
 }
 
 macro_rules! raw_gemm {

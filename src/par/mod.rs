@@ -75,6 +75,19 @@ impl Par {
                     }),
                 }
             }
+            // Called from outside any pool (a plain `sgemm` from `main`): the
+            // whole call moves onto a pool thread, as `install` would, so its
+            // fork-joins start where they are instead of each one waking the
+            // pool and blocking this thread until the pool is done.
+            Par::Auto if rayon::current_thread_index().is_none() => {
+                match rayon::current_num_threads() {
+                    1 => f(1),
+                    n => rayon::scope(|_| match wake_helpers() {
+                        true => f(n),
+                        false => f(1),
+                    }),
+                }
+            }
             Par::Auto => match wake_helpers() {
                 true => f(rayon::current_num_threads()),
                 false => f(1),

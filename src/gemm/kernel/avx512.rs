@@ -50,14 +50,10 @@ const NC: usize = 4064;
 /// Products with at most this many rows read B in place even when its rows
 /// are a multiple of 4 KiB apart (a 1024-wide f32 matrix). Each tile then
 /// streams its B sliver from L2 again, but with few rows of A a packed B
-/// value would feed only a few tiles, and the pass over B costs more. Best
-/// of 7 interleaved rounds, packed → in place, GFLOP/s: 32×1024×1024 83–87
-/// → 102–110, 64×1024×1024 96–97 → 102–110, 128×1024×1024 98–103 →
-/// 100–110; 256×1024×1024 (106 → 97–100) and 512×1024×1024 (102–108 →
-/// 92–94) lose. f64 gains alike: 32×512×512 41–43 → 55, 128×512×512
-/// 50–52 → 55.5. (The AVX2 tile, with half the FMAs per B load, loses at
-/// 32 and 64 rows, 68–72 → 57 GFLOP/s, and keeps packing.)
-const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 128;
+/// value would feed only a few tiles and the pass over B costs more. With
+/// more rows the in-place speed hangs on where B's pages land in the L2 (its
+/// rows all map to the same L1 sets), so B is packed; see `docs/design.md`.
+const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 64;
 
 /// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide, with `MC × KC`
 /// blocking: every row count from 1 to MR, B read in place whenever it has
