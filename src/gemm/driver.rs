@@ -34,8 +34,9 @@ mod one_row;
 
 use rayon::prelude::*;
 
+use super::Shared;
 use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
-use super::pack::{PackBuf, SharedPtr, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
+use super::pack::{PackBuf, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
 use crate::activation::Activation;
 use crate::isa::Element;
 use crate::isa::Isa;
@@ -228,23 +229,6 @@ impl<P: Copy> Operand<P> {
     }
 }
 
-/// A mutable pointer to C shared by the tasks of one GEMM.
-#[derive(Clone, Copy)]
-struct SharedMutPtr<T>(*mut T);
-
-impl<T> SharedMutPtr<T> {
-    #[inline(always)]
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-
-// SAFETY: tasks write disjoint tiles of C (each (ic, jr) tile belongs to one
-// task), and the raw entry points' callers promise C is not aliased.
-unsafe impl<T: Send> Send for SharedMutPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Sync for SharedMutPtr<T> {}
-
 /// What a caller knows about a product's operands beyond their shapes and strides.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Hints {
@@ -305,77 +289,24 @@ pub(crate) unsafe fn gemm<T: Element>(
     }
     // A single row (or column) runs on the one-row kernel, with B (or Aᵀ)
     // read in place; the same bits as the blocked loops (see `one_row`).
-    if let Some(one_row) = kernel.one_row() {
-        if m == 1 && b.cs == 1 {
-            let b_cols = hints.b_padded_cols.unwrap_or(n).max(n);
-            let epilogue = epilogue.map(|e| (e, false));
-            // SAFETY: forwarded caller contract; B has unit column stride and
-            // `b_cols` readable columns (the hint's promise).
-            unsafe {
-                one_row::gemm(
-                    kernel,
-                    one_row,
-                    max_threads,
-                    [k, n],
-                    alpha,
-                    a,
-                    b,
-                    beta,
-                    c,
-                    epilogue,
-                    drop_zero_a,
-                    b_cols,
-                )
-            };
-            return;
-        }
-        if n == 1 && a.rs == 1 && !drop_zero_a && hints.b_padded_cols.is_none() {
-            // Cᵀ = Bᵀ·Aᵀ, whose B operand Aᵀ has unit column stride; the bias
-            // runs along the rows of Cᵀ.
-            let epilogue = epilogue.map(|e| (e, true));
-            // SAFETY: as above, transposed.
-            unsafe {
-                one_row::gemm(
-                    kernel,
-                    one_row,
-                    max_threads,
-                    [k, m],
-                    alpha,
-                    b.t(),
-                    a.t(),
-                    beta,
-                    c.t(),
-                    epilogue,
-                    false,
-                    m,
-                )
-            };
-            return;
-        }
+    // SAFETY: forwarded caller contract.
+    if unsafe {
+        one_row_gemm(
+            kernel,
+            max_threads,
+            [m, k, n],
+            alpha,
+            a,
+            b,
+            beta,
+            c,
+            epilogue,
+            hints,
+        )
+    } {
+        return;
     }
-    // Skinny shapes can be cheaper computed transposed, Cᵀ = Bᵀ·Aᵀ (less
-    // tile padding, or less packing), or on a narrower kernel. Decided from
-    // shape and strides alone; ties keep the first candidate. Dropping A's
-    // zero columns needs A to stay A, and a pre-packed B stays B.
-    let orientations: &[bool] = if drop_zero_a || hints.b_padded_cols.is_some() {
-        &[false]
-    } else {
-        &[false, true]
-    };
-    let (kernel, transposed) = kernel
-        .variants()
-        .flat_map(|kernel| orientations.iter().map(move |&t| (kernel, t)))
-        .map(|(kernel, transposed)| {
-            let cycles = if transposed {
-                cost(kernel, [n, k, m], b.t(), a.t(), c.t(), false)
-            } else {
-                cost(kernel, [m, k, n], a, b, c, hints.b_padded_cols.is_some())
-            };
-            ((kernel, transposed), cycles)
-        })
-        .reduce(|best, next| if next.1 < best.1 { next } else { best })
-        .expect("a kernel has at least one variant")
-        .0;
+    let (kernel, transposed) = orientation(kernel, [m, k, n], a, b, c, hints);
     let (m, n, a, b, c) = if transposed {
         (n, m, b.t(), a.t(), c.t())
     } else {
@@ -399,6 +330,110 @@ pub(crate) unsafe fn gemm<T: Element>(
     unsafe { blocked(kernel, threads, [m, k, n], alpha, operands, beta, epilogue) }
 }
 
+/// Runs a product of one row (or one column, as `Cᵀ = Bᵀ·Aᵀ`) on the
+/// kernel's one-row twin, if it has one and the operand it reads in place
+/// has unit column stride; returns whether it did.
+///
+/// # Safety
+/// As [`gemm`].
+unsafe fn one_row_gemm<T: Element>(
+    kernel: &'static Kernel<T>,
+    max_threads: usize,
+    [m, k, n]: [usize; 3],
+    alpha: T,
+    a: Operand<*const T>,
+    b: Operand<*const T>,
+    beta: T,
+    c: Operand<*mut T>,
+    epilogue: Option<Epilogue<T>>,
+    hints: Hints,
+) -> bool {
+    let drop_zero_a = hints.drop_zero_a;
+    if let Some(one_row) = kernel.one_row() {
+        if m == 1 && b.cs == 1 {
+            let b_cols = hints.b_padded_cols.unwrap_or(n).max(n);
+            let epilogue = epilogue.map(|e| (e, false));
+            // SAFETY: forwarded caller contract; B has unit column stride and
+            // `b_cols` readable columns (the hint's promise).
+            unsafe {
+                one_row::gemm(
+                    kernel,
+                    one_row,
+                    max_threads,
+                    [k, n],
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                    epilogue,
+                    drop_zero_a,
+                    b_cols,
+                )
+            };
+            return true;
+        }
+        if n == 1 && a.rs == 1 && !drop_zero_a && hints.b_padded_cols.is_none() {
+            // Cᵀ = Bᵀ·Aᵀ, whose B operand Aᵀ has unit column stride; the bias
+            // runs along the rows of Cᵀ.
+            let epilogue = epilogue.map(|e| (e, true));
+            // SAFETY: as above, transposed.
+            unsafe {
+                one_row::gemm(
+                    kernel,
+                    one_row,
+                    max_threads,
+                    [k, m],
+                    alpha,
+                    b.t(),
+                    a.t(),
+                    beta,
+                    c.t(),
+                    epilogue,
+                    false,
+                    m,
+                )
+            };
+            return true;
+        }
+    }
+    false
+}
+
+/// The kernel variant and orientation to compute the product in: skinny
+/// shapes can be cheaper computed transposed, `Cᵀ = Bᵀ·Aᵀ` (less tile
+/// padding, or less packing), or on a narrower kernel. Decided from shape
+/// and strides alone; ties keep the first candidate. Dropping A's zero
+/// columns needs A to stay A, and a pre-packed B stays B.
+fn orientation<T: Element>(
+    kernel: &'static Kernel<T>,
+    [m, k, n]: [usize; 3],
+    a: Operand<*const T>,
+    b: Operand<*const T>,
+    c: Operand<*mut T>,
+    hints: Hints,
+) -> (&'static Kernel<T>, bool) {
+    let orientations: &[bool] = if hints.drop_zero_a || hints.b_padded_cols.is_some() {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    kernel
+        .variants()
+        .flat_map(|kernel| orientations.iter().map(move |&t| (kernel, t)))
+        .map(|(kernel, transposed)| {
+            let cycles = if transposed {
+                cost(kernel, [n, k, m], b.t(), a.t(), c.t(), false)
+            } else {
+                cost(kernel, [m, k, n], a, b, c, hints.b_padded_cols.is_some())
+            };
+            ((kernel, transposed), cycles)
+        })
+        .reduce(|best, next| if next.1 < best.1 { next } else { best })
+        .expect("a kernel has at least one variant")
+        .0
+}
+
 /// The operands of one product in the orientation being computed.
 #[derive(Clone, Copy)]
 struct Operands<T> {
@@ -411,6 +446,148 @@ struct Operands<T> {
     b_padded_cols: Option<usize>,
 }
 
+/// Block sizes of one product: each dimension split into equal blocks no
+/// larger than the kernel's, so a 784-deep product runs as 4 × 196 rather
+/// than 3 × 256 + 16 (a whole pass over C for 2% of the work). They depend
+/// on the shape alone, never on the thread count: deterministic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Blocks {
+    /// Rows of A per block (MC).
+    mc: usize,
+    /// Depth of a panel (KC).
+    kc: usize,
+    /// Columns of B per panel (NC).
+    nc: usize,
+}
+
+impl Blocks {
+    fn new<T>(kernel: &Kernel<T>, [m, k, n]: [usize; 3]) -> Self {
+        Blocks {
+            mc: balanced(m, kernel.mc, kernel.mr),
+            kc: balanced(k, kernel.kc, 1),
+            nc: balanced(n, kernel.nc, kernel.nr),
+        }
+    }
+}
+
+/// The strides and promises of a product's operands: what a plan reads
+/// (no pointers).
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    a: Operand<()>,
+    b: Operand<()>,
+    /// See [`Hints::drop_zero_a`].
+    drop_zero_a: bool,
+    /// See [`Hints::b_padded_cols`].
+    b_padded_cols: Option<usize>,
+}
+
+/// How one panel (`nc` columns of B, `kc` of k) is computed, decided from
+/// the shape, the strides and the thread count alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PanelPlan {
+    /// NR-wide slivers of B in the panel.
+    slivers: usize,
+    /// A blocks of [`Blocks::mc`] rows.
+    blocks: usize,
+    /// How the kernel reads A.
+    a_layout: ALayout,
+    /// The packed A slivers are packed once, up front, and shared by all tasks.
+    share_a: bool,
+    /// Column bands: each task packs its own B slivers and takes them
+    /// through every A block.
+    bands: bool,
+    /// B is read in place; only a partial last sliver is packed.
+    b_in_place: bool,
+    /// Slivers with NR readable columns (the others go through the tail
+    /// when B is read in place).
+    full_slivers: usize,
+    /// Groups of B slivers: a task is one A block times one group.
+    groups: usize,
+    /// Slivers per group (the last may have fewer).
+    per_group: usize,
+}
+
+impl PanelPlan {
+    /// The plan of the panel at column `jc`, `kc` deep, of an `m × n` C.
+    fn new<T: Element>(
+        kernel: &Kernel<T>,
+        threads: usize,
+        [m, n]: [usize; 2],
+        blocks: Blocks,
+        [jc, kc]: [usize; 2],
+        layout: Layout,
+    ) -> Self {
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        let nc = blocks.nc.min(n - jc);
+        let slivers = nc.div_ceil(nr);
+        let a_layout = if layout.drop_zero_a {
+            ALayout::Slivers
+        } else {
+            a_layout::<T, _>(&layout.a, slivers)
+        };
+        // ic × jr groups are the units of parallel work. With few A blocks
+        // for the threads, or a packed A small enough to share from L2, each
+        // block is shared by several groups; otherwise each task packs its own.
+        let a_blocks = m.div_ceil(blocks.mc);
+        let groups_per_block = if threads > 1 {
+            (4 * threads).div_ceil(a_blocks).clamp(1, slivers)
+        } else {
+            1
+        };
+        let a_bytes = m.div_ceil(mr) * mr * kc * size_of::<T>();
+        let share_a = threads > 1
+            && a_layout == ALayout::Slivers
+            && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES);
+        // Bands keep a thread's B slivers and the columns of C it writes in
+        // its own cache, and packing and multiplying share one fork-join:
+        // for one A block, a small shared A, or a deep panel (its B slivers
+        // are costly to share) with an A panel small enough to be read again
+        // by every band; never with too few slivers for two bands a thread.
+        let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
+        let bands = threads > 1
+            && slivers >= 2 * threads
+            && (a_blocks == 1 || (share_a && a_bytes <= SHARED_A_MAX_BYTES) || deep);
+        let groups = match () {
+            _ if bands => (4 * threads).clamp(1, slivers),
+            // A shared block costs nothing per group: one B sliver per task
+            // balances the threads best.
+            _ if share_a => slivers,
+            _ => groups_per_block,
+        };
+        let per_group = slivers.div_ceil(groups);
+        // Kernels always read NR columns: a partial last sliver is packed
+        // unless B is padded that far.
+        let readable = layout.b_padded_cols.unwrap_or(n);
+        let full_slivers = if jc + slivers * nr <= readable {
+            slivers
+        } else {
+            nc / nr
+        };
+        PanelPlan {
+            slivers,
+            blocks: a_blocks,
+            a_layout,
+            share_a,
+            bands,
+            b_in_place: layout.b_padded_cols.is_some() || reads_b_in_place(kernel, &layout.b, m),
+            full_slivers,
+            groups: slivers.div_ceil(per_group),
+            per_group,
+        }
+    }
+
+    /// B slivers packed into the B buffer: the whole panel, or only the
+    /// partial tail when B is read in place.
+    fn packed_b_slivers(&self) -> usize {
+        if self.b_in_place {
+            self.slivers - self.full_slivers
+        } else {
+            self.slivers
+        }
+    }
+}
+
 /// The five loops (see the module docs).
 ///
 /// # Safety
@@ -420,334 +597,416 @@ unsafe fn blocked<T: Element>(
     threads: usize,
     [m, k, n]: [usize; 3],
     alpha: T,
-    Operands {
-        a,
-        b,
-        c,
-        drop_zero_a,
-        b_padded_cols,
-    }: Operands<T>,
+    ops: Operands<T>,
     beta: T,
     epilogue: Option<(Epilogue<T>, bool)>,
 ) {
-    let Kernel { mr, nr, .. } = *kernel;
-    // Split each dimension into equal blocks no larger than the kernel's, so a
-    // 784-deep product runs as 4 × 196 rather than 3 × 256 + 16 (a whole pass
-    // over C for 2% of the work). Depends on the shape alone: deterministic.
-    let kc_blk = balanced(k, kernel.kc, 1);
-    let mc_blk = balanced(m, kernel.mc, mr);
-    let nc_blk = balanced(n, kernel.nc, nr);
-    // Plain copies of the pointers and strides, so the parallel task captures only Sync values.
-    let (c_ptr, c_strides) = (SharedMutPtr(c.ptr), c.strides());
-    let (a_ptr, a_strides) = (SharedPtr(a.ptr), a.strides());
+    let blocks = Blocks::new(kernel, [m, k, n]);
+    let layout = Layout {
+        a: Operand {
+            ptr: (),
+            rs: ops.a.rs,
+            cs: ops.a.cs,
+        },
+        b: Operand {
+            ptr: (),
+            rs: ops.b.rs,
+            cs: ops.b.cs,
+        },
+        drop_zero_a: ops.drop_zero_a,
+        b_padded_cols: ops.b_padded_cols,
+    };
     let mut b_buf = PackBuf::for_b();
 
     // jc: a column panel of B and the matching columns of C.
-    for jc in (0..n).step_by(nc_blk) {
-        let nc = nc_blk.min(n - jc);
-        let slivers = nc.div_ceil(nr);
-
+    for jc in (0..n).step_by(blocks.nc) {
         // pc: a KC-deep slice of k: columns of A, rows of the B panel.
-        for pc in (0..k).step_by(kc_blk) {
-            let kc = kc_blk.min(k - pc);
-            // Later k panels accumulate onto what the first one wrote.
-            let beta = if pc == 0 { beta } else { T::ONE };
+        for pc in (0..k).step_by(blocks.kc) {
+            let kc = blocks.kc.min(k - pc);
+            let plan = PanelPlan::new(kernel, threads, [m, n], blocks, [jc, kc], layout);
+            let panel = Panel {
+                kernel,
+                plan,
+                threads,
+                m,
+                n,
+                mc_blk: blocks.mc,
+                jc,
+                nc: blocks.nc.min(n - jc),
+                pc,
+                kc,
+                alpha,
+                // Later k panels accumulate onto what the first one wrote.
+                beta: if pc == 0 { beta } else { T::ONE },
+                a: Shared(ops.a),
+                b: Shared(ops.b),
+                c: Shared(ops.c),
+                drop_zero_a: ops.drop_zero_a,
+                epilogue: epilogue.filter(|_| pc + kc == k),
+            };
+            let b_packed = b_buf.slice::<T>(plan.packed_b_slivers() * kernel.nr * kc);
+            // SAFETY: forwarded caller contract.
+            unsafe { panel.run(b_packed) };
+        }
+    }
+}
 
-            let a_layout = if drop_zero_a {
-                ALayout::Slivers
-            } else {
-                a_layout::<T, _>(&a, slivers)
-            };
-            // ic × jr groups: the units of parallel work. With few A blocks
-            // for the threads, or a packed A small enough to share from L2,
-            // each block is shared by several groups; its slivers are then
-            // packed once, up front, for all of them. Otherwise each task
-            // packs its own A block.
-            let blocks = m.div_ceil(mc_blk);
-            let groups_per_block = if threads > 1 {
-                (4 * threads).div_ceil(blocks).clamp(1, slivers)
-            } else {
-                1
-            };
-            let a_bytes = m.div_ceil(mr) * mr * kc * size_of::<T>();
-            let share_a = threads > 1
-                && a_layout == ALayout::Slivers
-                && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES);
-            // Column bands: each task takes a band of B slivers (packing them
-            // itself) through every A block, so a thread's B slivers and the
-            // columns of C it writes stay in its own cache, and packing and
-            // multiplying share one fork-join. For one A block, a small shared
-            // A, or a deep panel (its B slivers are costly to share) with an
-            // A panel small enough to be read again by every band; never
-            // with too few slivers to give every thread two bands.
-            let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
-            let bands = threads > 1
-                && slivers >= 2 * threads
-                && (blocks == 1 || (share_a && a_bytes <= SHARED_A_MAX_BYTES) || deep);
-            let groups = match () {
-                _ if bands => (4 * threads).clamp(1, slivers),
-                // A shared block costs nothing per group: one B sliver per
-                // task balances the threads best.
-                _ if share_a => slivers,
-                _ => groups_per_block,
-            };
-            let per_group = slivers.div_ceil(groups);
-            let groups = slivers.div_ceil(per_group);
+/// One panel of the product under its plan: everything its steps need.
+struct Panel<'k, T: 'static> {
+    kernel: &'k Kernel<T>,
+    plan: PanelPlan,
+    threads: usize,
+    m: usize,
+    n: usize,
+    mc_blk: usize,
+    jc: usize,
+    nc: usize,
+    pc: usize,
+    kc: usize,
+    alpha: T,
+    beta: T,
+    a: Shared<Operand<*const T>>,
+    b: Shared<Operand<*const T>>,
+    c: Shared<Operand<*mut T>>,
+    drop_zero_a: bool,
+    /// Only on the last k panel.
+    epilogue: Option<(Epilogue<T>, bool)>,
+}
 
-            let b_origin = SharedPtr(
-                // SAFETY: B[pc, jc] is in range (caller contract).
-                unsafe { b.ptr.offset(pc as isize * b.rs + jc as isize * b.cs) },
-            );
-            let b_strides = b.strides();
-            // Packs B slivers s0.. into `out` (the whole panel when s0 = 0).
-            let pack_b = |s0: usize, out: &mut [T], parallel: bool| {
-                let j0 = s0 * nr;
-                let cols = (out.len() / (nr * kc) * nr).min(nc - j0);
-                // SAFETY: B[pc..pc+kc, jc+j0..jc+j0+cols] is in range (caller contract).
-                unsafe {
-                    let origin = b_origin.get().offset(j0 as isize * b_strides[1]);
-                    pack_b_panel(nr, cols, origin, b_strides, out, parallel);
+/// A packed A block: slivers (or padded rows) and, when zero columns are
+/// dropped, each sliver's kept k steps.
+#[derive(Clone, Copy)]
+struct PackedA<'a, T> {
+    values: &'a [T],
+    steps: &'a [u16],
+}
+
+impl<T: Element> Panel<'_, T> {
+    /// Values in one packed A sliver (`mr·kc`).
+    fn sliver_len(&self) -> usize {
+        self.kernel.mr * self.kc
+    }
+
+    /// Step slots per packed A sliver: the kept count, then their k indices,
+    /// when zero columns are dropped; one (unused) otherwise, so slivers zip
+    /// with their slots.
+    fn step_slots(&self) -> usize {
+        if self.drop_zero_a { self.kc + 1 } else { 1 }
+    }
+
+    /// A slivers per full A block.
+    fn block_slivers(&self) -> usize {
+        self.mc_blk.div_ceil(self.kernel.mr)
+    }
+
+    /// `(first row, rows)` of A block `block`.
+    fn block_rows(&self, block: usize) -> (usize, usize) {
+        let ic = block * self.mc_blk;
+        (ic, self.mc_blk.min(self.m - ic))
+    }
+
+    /// A[ic, pc]: the origin of A block `block` in this panel.
+    fn a_block(&self, block: usize) -> *const T {
+        let a = self.a.get();
+        let ic = self.block_rows(block).0;
+        // SAFETY: A[ic, pc] is in range (caller contract); `offset` only forms the address.
+        unsafe { a.ptr.offset(ic as isize * a.rs + self.pc as isize * a.cs) }
+    }
+
+    /// B[pc, jc]: the origin of this panel of B.
+    fn b_origin(&self) -> *const T {
+        let b = self.b.get();
+        // SAFETY: B[pc, jc] is in range (caller contract).
+        unsafe {
+            b.ptr
+                .offset(self.pc as isize * b.rs + self.jc as isize * b.cs)
+        }
+    }
+
+    /// Packs B slivers `s0..` into `out` (as many as fit, up to the panel's end).
+    fn pack_b_slivers(&self, s0: usize, out: &mut [T], parallel: bool) {
+        let (nr, kc) = (self.kernel.nr, self.kc);
+        let j0 = s0 * nr;
+        let cols = (out.len() / (nr * kc) * nr).min(self.nc - j0);
+        let b = self.b.get();
+        // SAFETY: B[pc..pc+kc, jc+j0..jc+j0+cols] is in range (caller contract).
+        unsafe {
+            let origin = self.b_origin().offset(j0 as isize * b.cs);
+            pack_b_panel(nr, cols, origin, [b.rs, b.cs], out, parallel);
+        }
+    }
+
+    /// Packs sliver `s` of A block `block` into `out`, and lists its kept k
+    /// steps in `steps` when zero columns are dropped (`steps` is empty otherwise).
+    fn pack_a_sliver_at(&self, block: usize, s: usize, out: &mut [T], steps: &mut [u16]) {
+        let (mr, mc) = (self.kernel.mr, self.block_rows(block).1);
+        let a = self.a.get();
+        let a_block = self.a_block(block);
+        // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+        unsafe {
+            match steps.split_first_mut() {
+                Some((kept, list)) => {
+                    let list = Some(list);
+                    *kept = pack_a_sliver(mr, mc, s, a_block, [a.rs, a.cs], out, list) as u16;
                 }
-            };
-            // Read in place, only a partial last B sliver is packed (kernels
-            // always read NR columns), unless B is padded that far;
-            // otherwise the panel is packed. A pre-packed B is read in place.
-            let b_in_place = b_padded_cols.is_some() || reads_b_in_place(kernel, &b, m);
-            let readable = b_padded_cols.unwrap_or(n);
-            let full_slivers = if jc + slivers * nr <= readable {
-                slivers
-            } else {
-                nc / nr
-            };
-            let b_packed = if b_in_place {
-                let tail = b_buf.slice::<T>((slivers - full_slivers) * nr * kc);
-                if full_slivers < slivers {
-                    pack_b(full_slivers, tail, false);
+                None => {
+                    pack_a_sliver(mr, mc, s, a_block, [a.rs, a.cs], out, None);
                 }
-                tail
-            } else {
-                b_buf.slice::<T>(slivers * nr * kc)
-            };
-            let a_row_stride = padded_row_stride::<T>(kc);
-            // Packed A slivers are `mr·kc` values; each has `kc + 1` step
-            // slots (the count kept, then their k indices) when zero columns
-            // are dropped.
-            let (sliver_len, steps_len) = (mr * kc, if drop_zero_a { kc + 1 } else { 0 });
-            let block_slivers = mc_blk.div_ceil(mr);
-            // Packs sliver `s` of A block `block` (and drops its zero columns).
-            let pack_a_sliver_at = |block: usize, s: usize, out: &mut [T], steps: &mut [u16]| {
-                let (ic, mc) = (block * mc_blk, mc_blk.min(m - block * mc_blk));
-                // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
-                unsafe {
-                    let a_block = a_ptr
-                        .get()
-                        .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1]);
-                    match steps.split_first_mut() {
-                        Some((kept, list)) => {
-                            let list = Some(list);
-                            *kept = pack_a_sliver(mr, mc, s, a_block, a_strides, out, list) as u16;
-                        }
-                        None => {
-                            pack_a_sliver(mr, mc, s, a_block, a_strides, out, None);
-                        }
-                    }
-                }
-            };
-            let mut a_shared_buf = share_a.then(PackBuf::for_a);
-            let mut steps_shared_buf = share_a.then(PackBuf::for_steps);
-            let a_shared: &mut [T] = match &mut a_shared_buf {
-                Some(buf) => buf.slice(blocks * block_slivers * sliver_len),
-                None => &mut [],
-            };
-            // One slot even without step lists, so the slivers zip with them.
-            let step_slots = steps_len.max(1);
-            let steps_shared: &mut [u16] = match &mut steps_shared_buf {
-                Some(buf) => buf.slice(blocks * block_slivers * step_slots),
-                None => &mut [],
-            };
-            // Band tasks pack their own B slivers; otherwise a packed B panel
-            // is packed up front for all tasks.
-            let b_shared = !b_in_place && !bands;
-            // What the tasks share is packed before any of them starts, by all
-            // threads together: the A slivers, the B panel, or both at once.
-            let pack_a_shared = |a_shared: &mut [T], steps_shared: &mut [u16]| {
-                a_shared
-                    .par_chunks_mut(sliver_len)
-                    .zip(steps_shared.par_chunks_mut(step_slots))
-                    .enumerate()
-                    .for_each(|(g, (sliver, slots))| {
-                        let (block, s) = (g / block_slivers, g % block_slivers);
-                        if s < mc_blk.min(m - block * mc_blk).div_ceil(mr) {
-                            pack_a_sliver_at(block, s, sliver, &mut slots[..steps_len]);
-                        }
-                    })
-            };
-            let parallel_b = threads > 1 && kc * nc >= PAR_PACK_MIN_ELEMENTS;
-            match (share_a, b_shared) {
-                (true, true) => {
-                    rayon::join(
-                        || pack_a_shared(a_shared, steps_shared),
-                        || pack_b(0, b_packed, parallel_b),
-                    );
-                }
-                (true, false) => pack_a_shared(a_shared, steps_shared),
-                (false, true) => pack_b(0, b_packed, parallel_b),
-                (false, false) => {}
             }
-            // One task: the A block `block` times the B slivers of `group`,
-            // found through `b_slivers`.
-            let last_panel = pc + kc == k;
-            let (a_shared, steps_shared) = (&*a_shared, &*steps_shared);
-            let task = |block: usize, group: usize, b_slivers: BSlivers<'_, T>| {
-                let ic = block * mc_blk;
-                let mc = mc_blk.min(m - ic);
-                let a_slivers = mc.div_ceil(mr);
-                let mut scratch = EdgeTile::new();
-                // SAFETY: A[ic.., pc..] is the origin of an in-range block (caller contract).
-                let a_block = unsafe {
-                    a_ptr
-                        .get()
-                        .offset(ic as isize * a_strides[0] + pc as isize * a_strides[1])
+        }
+    }
+
+    /// Runs the panel, with `b_packed` sized by [`PanelPlan::packed_b_slivers`].
+    ///
+    /// # Safety
+    /// As [`gemm`], for this panel.
+    unsafe fn run(&self, b_packed: &mut [T]) {
+        let plan = self.plan;
+        let (nr, kc) = (self.kernel.nr, self.kc);
+        if plan.b_in_place && plan.full_slivers < plan.slivers {
+            self.pack_b_slivers(plan.full_slivers, b_packed, false);
+        }
+        let mut a_buf = plan.share_a.then(PackBuf::for_a);
+        let mut steps_buf = plan.share_a.then(PackBuf::for_steps);
+        let a_shared = match (&mut a_buf, &mut steps_buf) {
+            (Some(values), Some(steps)) => {
+                let slivers = plan.blocks * self.block_slivers();
+                let values = values.slice::<T>(slivers * self.sliver_len());
+                let steps = steps.slice::<u16>(slivers * self.step_slots());
+                // Band tasks pack their own B slivers; otherwise a packed B
+                // panel is packed now too, beside the shared A.
+                match plan.bands || plan.b_in_place {
+                    true => self.pack_shared_a(values, steps),
+                    false => {
+                        rayon::join(
+                            || self.pack_shared_a(values, steps),
+                            || self.pack_b_slivers(0, b_packed, self.parallel_pack_b()),
+                        );
+                    }
+                }
+                Some(PackedA {
+                    values: &*values,
+                    steps: &*steps,
+                })
+            }
+            _ => {
+                if !plan.bands && !plan.b_in_place {
+                    self.pack_b_slivers(0, b_packed, self.parallel_pack_b());
+                }
+                None
+            }
+        };
+        let b_origin = Shared(self.b_origin());
+        let b_rs = self.b.get().rs;
+        match (plan.bands, plan.b_in_place) {
+            (true, false) => b_packed
+                .par_chunks_mut(plan.per_group * nr * kc)
+                .enumerate()
+                .for_each(|(group, chunk)| {
+                    let first = group * plan.per_group;
+                    self.pack_b_slivers(first, chunk, false);
+                    self.band(group, a_shared, BSlivers::Packed { chunk, first });
+                }),
+            (bands, in_place) => {
+                let b_slivers = match in_place {
+                    true => BSlivers::InPlace {
+                        origin: b_origin,
+                        rs: b_rs,
+                        tail: &*b_packed,
+                    },
+                    false => BSlivers::Packed {
+                        chunk: &*b_packed,
+                        first: 0,
+                    },
                 };
-                // Read in place, A needs no copy at all (kernels read exactly
-                // the rows of their sliver); shared, it is packed already;
-                // otherwise this task copies the block.
-                let mut a_buf = PackBuf::for_a();
-                let mut steps_buf = PackBuf::for_steps();
-                let (a_packed, steps): (&[T], &[u16]) = if share_a {
-                    let first = block * block_slivers;
-                    (
-                        &a_shared[first * sliver_len..][..a_slivers * sliver_len],
-                        &steps_shared[first * step_slots..][..a_slivers * step_slots],
-                    )
+                if bands {
+                    (0..plan.groups)
+                        .into_par_iter()
+                        .for_each(|group| self.band(group, a_shared, b_slivers));
+                } else if self.parallel() {
+                    (0..plan.blocks * plan.groups)
+                        .into_par_iter()
+                        .for_each(|t| {
+                            let (block, group) = (t / plan.groups, t % plan.groups);
+                            self.task(block, group, a_shared, b_slivers)
+                        });
                 } else {
-                    let a_packed = a_buf.slice::<T>(match a_layout {
-                        ALayout::InPlace => 0,
-                        ALayout::Rows => mc * a_row_stride,
-                        ALayout::Slivers => a_slivers * sliver_len,
-                    });
-                    let steps = steps_buf.slice::<u16>(a_slivers * step_slots);
-                    match a_layout {
-                        ALayout::InPlace => {}
-                        // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
-                        ALayout::Rows => unsafe {
-                            pack_a_rows(kc, a_block, a_strides[0], a_row_stride, a_packed)
-                        },
-                        ALayout::Slivers => {
-                            for s in 0..a_slivers {
-                                let sliver = &mut a_packed[s * sliver_len..][..sliver_len];
-                                let list = &mut steps[s * step_slots..][..steps_len];
-                                pack_a_sliver_at(block, s, sliver, list);
-                            }
-                        }
-                    }
-                    (a_packed, steps)
-                };
-                let k_steps = |r: usize| -> KSteps<'_> {
-                    if !drop_zero_a {
-                        return KSteps::All(kc);
-                    }
-                    let list = &steps[r * step_slots..][..steps_len];
-                    match usize::from(list[0]) {
-                        kept if kept == kc => KSteps::All(kc),
-                        kept => KSteps::Listed(&list[1..=kept]),
-                    }
-                };
-                let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
-                    match a_layout {
-                        ALayout::InPlace => {
-                            // SAFETY: the sliver's rows are inside the block (sliver_rows).
-                            let rows = unsafe { a_block.offset(first_row as isize * a_strides[0]) };
-                            (rows, [a_strides[0], 1])
-                        }
-                        ALayout::Rows => (
-                            a_packed[first_row * a_row_stride..].as_ptr(),
-                            [a_row_stride as isize, 1],
-                        ),
-                        ALayout::Slivers => (a_packed[r * sliver_len..].as_ptr(), [1, mr as isize]),
-                    }
-                };
-                // jr: one NR-wide sliver of the B panel, NR columns of C.
-                for s in group * per_group..((group + 1) * per_group).min(slivers) {
-                    let j = jc + s * nr;
-                    let b_sliver = match b_slivers {
-                        BSlivers::Packed { chunk, first } => {
-                            (chunk[(s - first) * nr * kc..].as_ptr(), nr as isize)
-                        }
-                        BSlivers::InPlace { origin, rs, .. } if s < full_slivers => {
-                            // SAFETY: full sliver s has NR in-range columns from jc + s·NR.
-                            (unsafe { origin.get().add(s * nr) }, rs)
-                        }
-                        BSlivers::InPlace { tail, .. } => (tail.as_ptr(), nr as isize),
-                    };
-                    let cols = nr.min(n - j);
-                    // ir: one sliver of the A block (≤ MR rows), those rows of C.
-                    for r in 0..mc.div_ceil(mr) {
-                        let (first_row, rows) = sliver_rows(mc, mr, r);
-                        let i = ic + first_row;
-                        // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
-                        // written by this task alone; the slivers are kc deep.
-                        unsafe {
-                            let tile = c_ptr
-                                .get()
-                                .offset(i as isize * c_strides[0] + j as isize * c_strides[1]);
-                            kernel.run_tile(
-                                k_steps(r),
-                                alpha,
-                                a_sliver(r, first_row),
-                                b_sliver,
-                                beta,
-                                tile,
-                                c_strides,
-                                [rows, cols],
-                                &mut scratch,
-                                tile_epilogue(epilogue.filter(|_| last_panel), i, j).as_ref(),
-                            );
-                        }
-                    }
+                    self.band(0, a_shared, b_slivers);
                 }
-            };
-            let group_len = per_group * nr * kc;
-            // A band task: group `group`'s B slivers through every A block.
-            let band = |group: usize, b_slivers: BSlivers<'_, T>| {
-                (0..blocks).for_each(|block| task(block, group, b_slivers));
-            };
-            let b_in_place_slivers = BSlivers::InPlace {
-                origin: b_origin,
-                rs: b_strides[0],
-                tail: b_packed,
-            };
-            match (bands, b_in_place) {
-                (true, true) => (0..groups)
-                    .into_par_iter()
-                    .for_each(|group| band(group, b_in_place_slivers)),
-                (true, false) => {
-                    b_packed
-                        .par_chunks_mut(group_len)
-                        .enumerate()
-                        .for_each(|(group, chunk)| {
-                            let first = group * per_group;
-                            pack_b(first, chunk, false);
-                            band(group, BSlivers::Packed { chunk, first });
-                        })
+            }
+        }
+    }
+
+    /// Whether this panel's tasks run on the pool (a plan for more than one thread).
+    fn parallel(&self) -> bool {
+        self.threads > 1
+    }
+
+    /// Whether the up-front B pack is split over the pool.
+    fn parallel_pack_b(&self) -> bool {
+        self.parallel() && self.kc * self.nc >= PAR_PACK_MIN_ELEMENTS
+    }
+
+    /// Packs the shared A slivers of every block, by all threads together.
+    fn pack_shared_a(&self, values: &mut [T], steps: &mut [u16]) {
+        let (block_slivers, mr) = (self.block_slivers(), self.kernel.mr);
+        let used_slots = if self.drop_zero_a { self.kc + 1 } else { 0 };
+        values
+            .par_chunks_mut(self.sliver_len())
+            .zip(steps.par_chunks_mut(self.step_slots()))
+            .enumerate()
+            .for_each(|(g, (sliver, slots))| {
+                let (block, s) = (g / block_slivers, g % block_slivers);
+                if s < self.block_rows(block).1.div_ceil(mr) {
+                    self.pack_a_sliver_at(block, s, sliver, &mut slots[..used_slots]);
                 }
-                (false, b_in_place) => {
-                    let b_slivers = if b_in_place {
-                        b_in_place_slivers
-                    } else {
-                        BSlivers::Packed {
-                            chunk: b_packed,
-                            first: 0,
-                        }
-                    };
-                    // Every (block, group) task, on the pool or on this thread.
-                    if threads > 1 {
-                        (0..blocks * groups)
-                            .into_par_iter()
-                            .for_each(|t| task(t / groups, t % groups, b_slivers));
-                    } else {
-                        band(0, b_slivers);
-                    }
+            })
+    }
+
+    /// A band task: group `group`'s B slivers through every A block.
+    fn band(&self, group: usize, a_shared: Option<PackedA<'_, T>>, b: BSlivers<'_, T>) {
+        (0..self.plan.blocks).for_each(|block| self.task(block, group, a_shared, b));
+    }
+
+    /// One task: A block `block` (packed by this task unless shared) times
+    /// the B slivers of `group`.
+    fn task(
+        &self,
+        block: usize,
+        group: usize,
+        a_shared: Option<PackedA<'_, T>>,
+        b: BSlivers<'_, T>,
+    ) {
+        let a_slivers = self.block_rows(block).1.div_ceil(self.kernel.mr);
+        let (mut values_buf, mut steps_buf) = (PackBuf::for_a(), PackBuf::for_steps());
+        let packed = match a_shared {
+            Some(shared) => {
+                let first = block * self.block_slivers();
+                PackedA {
+                    values: &shared.values[first * self.sliver_len()..]
+                        [..a_slivers * self.sliver_len()],
+                    steps: &shared.steps[first * self.step_slots()..]
+                        [..a_slivers * self.step_slots()],
+                }
+            }
+            None => self.pack_a_block(block, &mut values_buf, &mut steps_buf),
+        };
+        self.multiply_block(block, group, packed, b);
+    }
+
+    /// Copies A block `block` as the plan's layout wants it (nothing when
+    /// read in place: the kernels read exactly the rows of their sliver).
+    fn pack_a_block<'b>(
+        &self,
+        block: usize,
+        values_buf: &'b mut PackBuf,
+        steps_buf: &'b mut PackBuf,
+    ) -> PackedA<'b, T> {
+        let (mr, kc) = (self.kernel.mr, self.kc);
+        let mc = self.block_rows(block).1;
+        let a_slivers = mc.div_ceil(mr);
+        let values = values_buf.slice::<T>(match self.plan.a_layout {
+            ALayout::InPlace => 0,
+            ALayout::Rows => mc * padded_row_stride::<T>(kc),
+            ALayout::Slivers => a_slivers * self.sliver_len(),
+        });
+        let steps = steps_buf.slice::<u16>(a_slivers * self.step_slots());
+        match self.plan.a_layout {
+            ALayout::InPlace => {}
+            // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+            ALayout::Rows => unsafe {
+                let rs = self.a.get().rs;
+                pack_a_rows(
+                    kc,
+                    self.a_block(block),
+                    rs,
+                    padded_row_stride::<T>(kc),
+                    values,
+                )
+            },
+            ALayout::Slivers => {
+                let used_slots = if self.drop_zero_a { kc + 1 } else { 0 };
+                for s in 0..a_slivers {
+                    let sliver = &mut values[s * self.sliver_len()..][..self.sliver_len()];
+                    let list = &mut steps[s * self.step_slots()..][..used_slots];
+                    self.pack_a_sliver_at(block, s, sliver, list);
+                }
+            }
+        }
+        PackedA { values, steps }
+    }
+
+    /// The jr and ir loops of one task: every tile of A block `block` and
+    /// the B slivers of `group`.
+    fn multiply_block(&self, block: usize, group: usize, a: PackedA<'_, T>, b: BSlivers<'_, T>) {
+        let (mr, nr, kc) = (self.kernel.mr, self.kernel.nr, self.kc);
+        let (ic, mc) = self.block_rows(block);
+        let a_block = self.a_block(block);
+        let a_rs = self.a.get().rs;
+        let c = self.c.get();
+        let mut scratch = EdgeTile::new();
+        let k_steps = |r: usize| -> KSteps<'_> {
+            if !self.drop_zero_a {
+                return KSteps::All(kc);
+            }
+            let list = &a.steps[r * self.step_slots()..][..kc + 1];
+            match usize::from(list[0]) {
+                kept if kept == kc => KSteps::All(kc),
+                kept => KSteps::Listed(&list[1..=kept]),
+            }
+        };
+        let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
+            match self.plan.a_layout {
+                // SAFETY: the sliver's rows are inside the block (sliver_rows).
+                ALayout::InPlace => (
+                    unsafe { a_block.offset(first_row as isize * a_rs) },
+                    [a_rs, 1],
+                ),
+                ALayout::Rows => {
+                    let stride = padded_row_stride::<T>(kc);
+                    (
+                        a.values[first_row * stride..].as_ptr(),
+                        [stride as isize, 1],
+                    )
+                }
+                ALayout::Slivers => (a.values[r * self.sliver_len()..].as_ptr(), [1, mr as isize]),
+            }
+        };
+        let per_group = self.plan.per_group;
+        // jr: one NR-wide sliver of the B panel, NR columns of C.
+        for s in group * per_group..((group + 1) * per_group).min(self.plan.slivers) {
+            let j = self.jc + s * nr;
+            let b_sliver = match b {
+                BSlivers::Packed { chunk, first } => {
+                    (chunk[(s - first) * nr * kc..].as_ptr(), nr as isize)
+                }
+                BSlivers::InPlace { origin, rs, .. } if s < self.plan.full_slivers => {
+                    // SAFETY: full sliver s has NR in-range columns from jc + s·NR.
+                    (unsafe { origin.get().add(s * nr) }, rs)
+                }
+                BSlivers::InPlace { tail, .. } => (tail.as_ptr(), nr as isize),
+            };
+            let cols = nr.min(self.n - j);
+            // ir: one sliver of the A block (≤ MR rows), those rows of C.
+            for r in 0..mc.div_ceil(mr) {
+                let (first_row, rows) = sliver_rows(mc, mr, r);
+                let i = ic + first_row;
+                // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
+                // written by this task alone; the slivers are kc deep.
+                unsafe {
+                    let tile = c.ptr.offset(i as isize * c.rs + j as isize * c.cs);
+                    self.kernel.run_tile(
+                        k_steps(r),
+                        self.alpha,
+                        a_sliver(r, first_row),
+                        b_sliver,
+                        self.beta,
+                        tile,
+                        [c.rs, c.cs],
+                        [rows, cols],
+                        &mut scratch,
+                        tile_epilogue(self.epilogue, i, j).as_ref(),
+                    );
                 }
             }
         }
@@ -759,7 +1018,7 @@ unsafe fn blocked<T: Element>(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Epilogue<T> {
     /// `n` values, one per column of C; `None` for no bias.
-    pub(crate) bias: Option<SharedPtr<T>>,
+    pub(crate) bias: Option<Shared<*const T>>,
     /// Applied after the bias.
     pub(crate) act: Activation,
 }
@@ -788,7 +1047,7 @@ enum BSlivers<'a, T> {
     /// Full slivers read in place (`B[p, j]` at `origin + p·rs + j`), the
     /// partial last one packed in `tail`.
     InPlace {
-        origin: SharedPtr<T>,
+        origin: Shared<*const T>,
         rs: isize,
         tail: &'a [T],
     },
@@ -829,5 +1088,168 @@ unsafe fn scale<T: Element>(
                 *p = v;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar() -> &'static Kernel<f32> {
+        super::super::kernel::lookup::<f32>(Isa::Scalar).expect("the scalar kernel always exists")
+    }
+
+    /// Strides of an `m × k` A and `k × n` B, row- or column-major.
+    fn layout([m, k, n]: [usize; 3], a_col: bool, b_col: bool) -> Layout {
+        let op = |rows: usize, cols: usize, col_major: bool| {
+            let (rs, cs) = if col_major { (1, rows) } else { (cols, 1) };
+            Operand {
+                ptr: (),
+                rs: rs as isize,
+                cs: cs as isize,
+            }
+        };
+        Layout {
+            a: op(m, k, a_col),
+            b: op(k, n, b_col),
+            drop_zero_a: false,
+            b_padded_cols: None,
+        }
+    }
+
+    fn first_panel(threads: usize, shape: [usize; 3], layout: Layout) -> PanelPlan {
+        let kernel = scalar();
+        let blocks = Blocks::new(kernel, shape);
+        let kc = blocks.kc.min(shape[1]);
+        PanelPlan::new(
+            kernel,
+            threads,
+            [shape[0], shape[2]],
+            blocks,
+            [0, kc],
+            layout,
+        )
+    }
+
+    #[test]
+    fn blocks_are_equal_and_no_larger_than_the_kernels() {
+        let kernel = scalar();
+        // 784 deep on a 256-deep kernel: 4 panels of 196, not 3 × 256 + 16.
+        assert_eq!(Blocks::new(kernel, [100, 784, 50]).kc, 196);
+        for len in [1, 3, 63, 64, 65, 255, 256, 257, 784, 4097] {
+            let b = Blocks::new(kernel, [len, len, len]);
+            for (block, max, unit) in [
+                (b.mc, kernel.mc, kernel.mr),
+                (b.kc, kernel.kc, 1),
+                (b.nc, kernel.nc, kernel.nr),
+            ] {
+                assert!(block <= max && block % unit == 0, "{len}: block {block}");
+                // As few blocks as the kernel's size allows.
+                assert_eq!(
+                    len.div_ceil(block),
+                    len.div_ceil(max),
+                    "{len}: block {block}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn one_thread_never_shares_or_bands() {
+        for shape in [
+            [784, 128, 256],
+            [32, 10, 256],
+            [1024, 1024, 1024],
+            [7, 3, 5],
+        ] {
+            for (a_col, b_col) in [(false, false), (true, false), (false, true)] {
+                let plan = first_panel(1, shape, layout(shape, a_col, b_col));
+                assert!(!plan.share_a && !plan.bands, "{shape:?}: {plan:?}");
+                assert_eq!(plan.groups, 1, "{shape:?}: {plan:?}");
+                assert_eq!(plan.per_group, plan.slivers);
+            }
+        }
+    }
+
+    #[test]
+    fn groups_cover_every_sliver_once() {
+        for threads in 1..=4 {
+            for m in [1, 5, 64, 200, 784] {
+                for n in [1, 4, 10, 33, 256, 1000] {
+                    let shape = [m, 96, n];
+                    let plan = first_panel(threads, shape, layout(shape, m % 2 == 1, false));
+                    assert_eq!(plan.slivers, n.div_ceil(scalar().nr));
+                    assert!(plan.groups * plan.per_group >= plan.slivers, "{plan:?}");
+                    assert!(
+                        (plan.groups - 1) * plan.per_group < plan.slivers,
+                        "{plan:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_layout_follows_the_strides() {
+        // Row-major A: read in place.
+        let shape = [64, 128, 256];
+        assert_eq!(
+            first_panel(1, shape, layout(shape, false, false)).a_layout,
+            ALayout::InPlace
+        );
+        // Column-major A (a weight gradient's dzᵀ): packed into slivers.
+        assert_eq!(
+            first_panel(1, shape, layout(shape, true, false)).a_layout,
+            ALayout::Slivers
+        );
+        // Rows 4 KiB apart (1024 f32) meet many B slivers: copied to a padded stride.
+        let aliased = [64, 1024, 256];
+        assert_eq!(
+            first_panel(1, aliased, layout(aliased, false, false)).a_layout,
+            ALayout::Rows
+        );
+        // ... but not for a narrow panel, which reuses them too little.
+        let narrow = [64, 1024, 8];
+        assert_eq!(
+            first_panel(1, narrow, layout(narrow, false, false)).a_layout,
+            ALayout::InPlace
+        );
+        // Dropping zero columns always packs.
+        let drop = Layout {
+            drop_zero_a: true,
+            ..layout(shape, false, false)
+        };
+        assert_eq!(first_panel(1, shape, drop).a_layout, ALayout::Slivers);
+    }
+
+    #[test]
+    fn a_weight_gradient_shares_its_packed_a_in_bands_on_two_threads() {
+        // dw = dzᵀ·x at batch 128: A column-major, 784 × 128 (401 KiB packed).
+        let shape = [784, 128, 256];
+        let plan = first_panel(2, shape, layout(shape, true, false));
+        assert!(plan.share_a && plan.bands, "{plan:?}");
+        assert_eq!(plan.groups, 8);
+    }
+
+    #[test]
+    fn b_in_place_packs_only_a_partial_last_sliver() {
+        // The scalar kernel reads row-major B in place for few rows of A.
+        let shape = [8, 64, 10];
+        let plan = first_panel(1, shape, layout(shape, false, false));
+        assert!(plan.b_in_place, "{plan:?}");
+        assert_eq!(
+            (plan.slivers, plan.full_slivers, plan.packed_b_slivers()),
+            (3, 2, 1)
+        );
+        // Padded far enough, nothing is packed.
+        let padded = Layout {
+            b_padded_cols: Some(12),
+            ..layout(shape, false, false)
+        };
+        assert_eq!(first_panel(1, shape, padded).packed_b_slivers(), 0);
+        // Column-major B is packed whole.
+        let plan = first_panel(1, shape, layout(shape, false, true));
+        assert!(!plan.b_in_place);
+        assert_eq!(plan.packed_b_slivers(), 3);
     }
 }

@@ -26,7 +26,6 @@ use crate::activation::Activation;
 pub(crate) use driver::Hints;
 pub(crate) use driver::unaliased_row_stride;
 use driver::{Epilogue, Operand};
-use pack::SharedPtr;
 pub(crate) use pack::transpose_padded;
 
 /// Rows of A in one packed sliver of the f32 kernel for `isa` (its MR): the
@@ -211,11 +210,11 @@ pub(crate) fn gemm_fused<T: Element>(
         cs: csc,
     };
     let epilogue = fused.map(|f| Epilogue {
-        bias: f.bias.map(|b| SharedPtr(b.as_ptr())),
+        bias: f.bias.map(|b| Shared(b.as_ptr())),
         act: f.act,
     });
     let beta = accum.beta();
-    let (a_op, b_op, c_op) = (SendOperand(a_op), SendOperand(b_op), SendOperand(c_op));
+    let (a_op, b_op, c_op) = (Shared(a_op), Shared(b_op), Shared(c_op));
     let work = m.saturating_mul(n).saturating_mul(k);
     par.run(work, move |threads| {
         // SAFETY: the views were bounds-checked at construction, so every
@@ -240,15 +239,24 @@ pub(crate) fn gemm_fused<T: Element>(
     Ok(())
 }
 
-/// Carries an operand into the pool that runs the call.
-pub(crate) struct SendOperand<P>(Operand<P>);
-// SAFETY: the operand is a view borrowed for the whole (blocking) call, and
-// `driver::gemm` only touches it under the rules stated there.
-unsafe impl<P> Send for SendOperand<P> {}
+/// A pointer, or an operand of pointers, handed to the threads of one
+/// GEMM call: the one `Send` wrapper of the driver and packing code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shared<P>(pub(crate) P);
 
-impl<P> SendOperand<P> {
-    // A method, so the closure captures the Send wrapper and not its field.
-    pub(crate) fn get(self) -> Operand<P> {
+impl<P: Copy> Shared<P> {
+    // A method (not field access) so closures capture the whole wrapper.
+    #[inline(always)]
+    pub(crate) fn get(self) -> P {
         self.0
     }
 }
+
+// SAFETY: a `Shared` only ever holds pointers into the operands of a GEMM
+// call that blocks until every thread is done with them. A and B (and the
+// bias) are only read during the call; each element of C is written by the
+// one task that owns its tile; the raw entry points' callers promise the
+// operands stay valid and unaliased for the whole call.
+unsafe impl<P> Send for Shared<P> {}
+// SAFETY: as above.
+unsafe impl<P> Sync for Shared<P> {}

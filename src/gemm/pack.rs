@@ -18,6 +18,7 @@ use std::thread::LocalKey;
 use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 
+use super::Shared;
 use crate::isa::{Element, Isa};
 
 /// The transpose of `src` with rows padded to `width`: `out[p·width + i] =
@@ -166,6 +167,8 @@ unsafe fn pack_transposed_f32(
 /// Transposing packs with x86 shuffles.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use core::arch::x86_64::*;
+
     /// [`pack_transposed_f32`](super::pack_transposed_f32) with 8×8 AVX2
     /// transposes.
     ///
@@ -179,48 +182,63 @@ mod x86 {
         s_w: isize,
         out: &mut [f32],
     ) {
-        use core::arch::x86_64::*;
-        let kc = out.len() / w;
-        let whole = kc / 8 * 8;
         let groups = valid / 8 * 8;
         if valid < w {
             // Padding lines: one memset for the whole sliver beats a zero
-            // store per row in the row loop below.
+            // store per row in the row loops.
             out.fill(0.0);
         }
-        // Rows r[q] = line q, values p..p+8; after the transpose c[j] holds
-        // value p+j of the 8 lines.
-        macro_rules! transpose8 {
-            ($r:expr) => {{
-                let r: [__m256; 8] = $r;
-                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-                [
-                    _mm256_permute2f128_ps::<0x20>(s0, s4),
-                    _mm256_permute2f128_ps::<0x20>(s1, s5),
-                    _mm256_permute2f128_ps::<0x20>(s2, s6),
-                    _mm256_permute2f128_ps::<0x20>(s3, s7),
-                    _mm256_permute2f128_ps::<0x31>(s0, s4),
-                    _mm256_permute2f128_ps::<0x31>(s1, s5),
-                    _mm256_permute2f128_ps::<0x31>(s2, s6),
-                    _mm256_permute2f128_ps::<0x31>(s3, s7),
-                ]
-            }};
+        let quads = groups + (valid - groups) / 4 * 4;
+        // SAFETY: forwarded caller contract; groups ≤ quads ≤ valid < quads + 4.
+        unsafe {
+            pack_octets(w, groups, src, s_w, out);
+            if quads > groups {
+                pack_quad(w, groups, src, s_w, out);
+            }
+            pack_last_lines(w, [quads, valid], src, s_w, out);
         }
+    }
+
+    /// An 8×8 transpose: rows `r[q]` = line q, values p..p+8; after it, row
+    /// j holds value p + j of the 8 lines.
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+
+    /// Lines `0..groups` (a multiple of 8) through 8×8 transposes.
+    ///
+    /// # Safety
+    /// As [`pack_transposed_f32_avx2`], with `groups ≤ valid`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_octets(w: usize, groups: usize, src: *const f32, s_w: isize, out: &mut [f32]) {
+        let kc = out.len() / w;
+        let whole = kc / 8 * 8;
         // Lines in pairs of octets where there are 16: each output row then
         // gets 16 values (a whole cache line of a 64-byte-aligned sliver) in
         // one pass, instead of two halves in two passes over the sliver
@@ -236,7 +254,7 @@ mod x86 {
                 for half in (0..width).step_by(8) {
                     // SAFETY: lines i0 + half + q < i0 + width ≤ valid hold kc ≥ p + 8
                     // readable values (caller contract).
-                    let c = transpose8!(core::array::from_fn(|q| unsafe {
+                    let c = transpose8(core::array::from_fn(|q| unsafe {
                         _mm256_loadu_ps(lines[half + q].add(p))
                     }));
                     for (j, c) in c.into_iter().enumerate() {
@@ -254,40 +272,58 @@ mod x86 {
             }
             i0 += width;
         }
-        // A group of 4 lines (MR = 12 is 8 + 4) through 4×4 transposes.
-        let quads = groups + (valid - groups) / 4 * 4;
-        if quads > groups {
-            // SAFETY: lines groups..groups+4 ≤ valid are readable for kc values (caller contract).
-            let lines: [*const f32; 4] =
-                core::array::from_fn(|q| unsafe { src.offset((groups + q) as isize * s_w) });
-            let whole = kc / 4 * 4;
-            for p in (0..whole).step_by(4) {
-                // SAFETY: p + 4 ≤ kc, so each line has 4 readable values at p.
-                let r: [__m128; 4] =
-                    core::array::from_fn(|q| unsafe { _mm_loadu_ps(lines[q].add(p)) });
-                let t0 = _mm_unpacklo_ps(r[0], r[1]);
-                let t1 = _mm_unpackhi_ps(r[0], r[1]);
-                let t2 = _mm_unpacklo_ps(r[2], r[3]);
-                let t3 = _mm_unpackhi_ps(r[2], r[3]);
-                let c = [
-                    _mm_movelh_ps(t0, t2),
-                    _mm_movehl_ps(t2, t0),
-                    _mm_movelh_ps(t1, t3),
-                    _mm_movehl_ps(t3, t1),
-                ];
-                for (j, c) in c.into_iter().enumerate() {
-                    let dst = &mut out[(p + j) * w + groups..][..4];
-                    // SAFETY: `dst` holds exactly 4 writable f32.
-                    unsafe { _mm_storeu_ps(dst.as_mut_ptr(), c) };
-                }
-            }
-            for p in whole..kc {
-                for (q, line) in lines.iter().enumerate() {
-                    // SAFETY: p < kc is inside line q (caller contract).
-                    out[p * w + groups + q] = unsafe { *line.add(p) };
-                }
+    }
+
+    /// Lines `groups..groups + 4` (MR = 12 is 8 + 4) through 4×4 transposes.
+    ///
+    /// # Safety
+    /// As [`pack_transposed_f32_avx2`], with `groups + 4 ≤ valid`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_quad(w: usize, groups: usize, src: *const f32, s_w: isize, out: &mut [f32]) {
+        let kc = out.len() / w;
+        // SAFETY: lines groups..groups+4 ≤ valid are readable for kc values (caller contract).
+        let lines: [*const f32; 4] =
+            core::array::from_fn(|q| unsafe { src.offset((groups + q) as isize * s_w) });
+        let whole = kc / 4 * 4;
+        for p in (0..whole).step_by(4) {
+            // SAFETY: p + 4 ≤ kc, so each line has 4 readable values at p.
+            let r: [__m128; 4] = core::array::from_fn(|q| unsafe { _mm_loadu_ps(lines[q].add(p)) });
+            let t0 = _mm_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm_unpackhi_ps(r[2], r[3]);
+            let c = [
+                _mm_movelh_ps(t0, t2),
+                _mm_movehl_ps(t2, t0),
+                _mm_movelh_ps(t1, t3),
+                _mm_movehl_ps(t3, t1),
+            ];
+            for (j, c) in c.into_iter().enumerate() {
+                let dst = &mut out[(p + j) * w + groups..][..4];
+                // SAFETY: `dst` holds exactly 4 writable f32.
+                unsafe { _mm_storeu_ps(dst.as_mut_ptr(), c) };
             }
         }
+        for p in whole..kc {
+            for (q, line) in lines.iter().enumerate() {
+                // SAFETY: p < kc is inside line q (caller contract).
+                out[p * w + groups + q] = unsafe { *line.add(p) };
+            }
+        }
+    }
+
+    /// The last valid lines `quads..valid` (fewer than 4).
+    ///
+    /// # Safety
+    /// As [`pack_transposed_f32_avx2`], with `quads ≤ valid < quads + 4`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn pack_last_lines(
+        w: usize,
+        [quads, valid]: [usize; 2],
+        src: *const f32,
+        s_w: isize,
+        out: &mut [f32],
+    ) {
         // The last valid lines (fewer than 4), one output row at a time so
         // the writes stay in one cache line; padding lines were zeroed above.
         // Only the first valid − quads (< 4) pointers are dereferenced.
@@ -592,7 +628,7 @@ pub(crate) unsafe fn pack_b_panel<T: Element>(
         return;
     }
     let kc = out.len() / nc.div_ceil(nr) / nr;
-    let b = SharedPtr(b);
+    let b = Shared(b);
     if csb == 1 {
         // Row-major B: walk each row once, left to right, dealing NR-wide
         // pieces out to the slivers. Going sliver by sliver instead would
@@ -723,24 +759,6 @@ fn copy_short<T: Element>(dst: &mut [T], src: &[T]) {
         dst[at] = src[at];
     }
 }
-
-/// A read-only pointer shared across the threads that pack or compute.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SharedPtr<T>(pub(crate) *const T);
-
-impl<T> SharedPtr<T> {
-    // A method (not field access) so closures capture the whole Send + Sync wrapper.
-    #[inline(always)]
-    pub(crate) fn get(self) -> *const T {
-        self.0
-    }
-}
-
-// SAFETY: the pointee is only read, and the callers of the raw entry points
-// promise it stays valid and unmodified for the whole call.
-unsafe impl<T: Sync> Send for SharedPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for SharedPtr<T> {}
 
 /// One cache line; pack buffers are vectors of these, so they are 64-byte aligned.
 #[derive(Clone, Copy, Pod, Zeroable)]

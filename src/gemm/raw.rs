@@ -3,7 +3,7 @@
 //! A crate using `matrixmultiply::sgemm` switches by changing the path to
 //! `densekit::sgemm`; arguments and meaning are the same.
 
-use super::SendOperand;
+use super::Shared;
 use super::driver::{self, Operand};
 use crate::isa::Element;
 use crate::isa::Isa;
@@ -23,7 +23,7 @@ unsafe fn gemm_raw<T: Element>(
 ) {
     let kernel = super::kernel::lookup::<T>(Isa::selected())
         .expect("the selected ISA was detected at startup");
-    let (a, b, c) = (SendOperand(a), SendOperand(b), SendOperand(c));
+    let (a, b, c) = (Shared(a), Shared(b), Shared(c));
     let work = m.saturating_mul(n).saturating_mul(k);
     // The current rayon pool sets the threads (`Par::Auto`).
     Par::Auto.run(work, move |threads| {

@@ -28,9 +28,10 @@
 
 use rayon::prelude::*;
 
-use super::{Epilogue, Operand, SharedMutPtr, balanced, tile_epilogue};
+use super::{Epilogue, Operand, balanced, tile_epilogue};
+use crate::gemm::Shared;
 use crate::gemm::kernel::{EdgeTile, KSteps, Kernel};
-use crate::gemm::pack::{PackBuf, SharedPtr, pack_b_panel};
+use crate::gemm::pack::{PackBuf, pack_b_panel};
 use crate::isa::{Element, prefetch_l1};
 use crate::par::min_parallel_work;
 
@@ -143,8 +144,8 @@ pub(super) unsafe fn gemm<T: Element>(
     let kc_blk = balanced(k, kernel.kc, 1);
     let (mut a_buf, mut steps_buf, mut tail_buf) =
         (PackBuf::for_a(), PackBuf::for_steps(), PackBuf::for_b());
-    let (c_ptr, c_strides) = (SharedMutPtr(c.ptr), c.strides());
-    let (b_ptr, rsb) = (SharedPtr(b.ptr), b.rs);
+    let (c_ptr, c_strides) = (Shared(c.ptr), c.strides());
+    let (b_ptr, rsb) = (Shared(b.ptr), b.rs);
 
     // pc: a KC-deep slice of k, as in the blocked driver.
     for pc in (0..k).step_by(kc_blk) {
@@ -152,48 +153,11 @@ pub(super) unsafe fn gemm<T: Element>(
         let beta = if pc == 0 { beta } else { T::ONE };
         let last_panel = pc + kc == k;
 
-        // The A row of this panel: read in place, or with its zeros
-        // dropped, its nonzero values copied out with their k indices.
-        let a_row = a.ptr.wrapping_offset(pc as isize * a.cs);
-        let (k_steps, a_sliver) = if drop_zero_a {
-            let (values, steps) = (a_buf.slice::<T>(kc), steps_buf.slice::<u16>(kc));
-            // SAFETY: A[0, pc..pc+kc] is in range (caller contract).
-            let kept = unsafe { nonzeros(a_row, a.cs, values, steps) };
-            let values: &[T] = values;
-            let steps = match kept {
-                _ if kept == kc => KSteps::All(kc),
-                _ => KSteps::Listed(&steps[..kept]),
-            };
-            (steps, (SharedPtr(values.as_ptr()), [0, 1]))
-        } else {
-            // A new input row often comes from memory (a request, the next
-            // sample of a large set): ask for all of it now rather than a
-            // line at a time as the k loop reaches it.
-            if a.cs == 1 {
-                for offset in (0..kc * size_of::<T>()).step_by(64) {
-                    prefetch_l1(a_row.cast::<u8>().wrapping_add(offset));
-                }
-            }
-            (KSteps::All(kc), (SharedPtr(a_row), a.strides()))
-        };
-
-        // The partial last tile reads B in place if B is padded that far;
-        // otherwise its columns are copied into a zero-padded sliver.
-        let tail = match plan.rest {
-            0 => None,
-            cols => {
-                let (narrow, j, _) = plan.tile(plan.tiles() - 1);
-                (j + narrow.nr > b_cols).then(|| {
-                    let out = tail_buf.slice::<T>(kc * narrow.nr);
-                    // SAFETY: B[pc..pc+kc, j..j+cols] is in range (caller contract).
-                    unsafe {
-                        let origin = b.ptr.offset(pc as isize * b.rs + j as isize);
-                        pack_b_panel(narrow.nr, cols, origin, b.strides(), out, false);
-                    }
-                    &*out
-                })
-            }
-        };
+        // SAFETY: forwarded caller contract.
+        let (k_steps, a_sliver) =
+            unsafe { a_row_panel(a, [pc, kc], drop_zero_a, &mut a_buf, &mut steps_buf) };
+        // SAFETY: forwarded caller contract.
+        let tail = unsafe { pack_tail(&plan, b, [pc, kc], b_cols, &mut tail_buf) };
 
         // One column tile of the row.
         let run = |t: usize, scratch: &mut EdgeTile<T>| {
@@ -233,4 +197,70 @@ pub(super) unsafe fn gemm<T: Element>(
             (0..plan.tiles()).for_each(|t| run(t, &mut scratch));
         }
     }
+}
+
+/// The A row of the panel `pc..pc + kc`: read in place, or with its zeros
+/// dropped, its nonzero values copied out with their k indices. Returns the
+/// k steps and the sliver (pointer and strides) for the tiles.
+///
+/// # Safety
+/// `A[0, pc..pc + kc]` readable.
+unsafe fn a_row_panel<'b, T: Element>(
+    a: Operand<*const T>,
+    [pc, kc]: [usize; 2],
+    drop_zero_a: bool,
+    a_buf: &'b mut PackBuf,
+    steps_buf: &'b mut PackBuf,
+) -> (KSteps<'b>, (Shared<*const T>, [isize; 2])) {
+    let a_row = a.ptr.wrapping_offset(pc as isize * a.cs);
+    if drop_zero_a {
+        let (values, steps) = (a_buf.slice::<T>(kc), steps_buf.slice::<u16>(kc));
+        // SAFETY: A[0, pc..pc+kc] is in range (caller contract).
+        let kept = unsafe { nonzeros(a_row, a.cs, values, steps) };
+        let values: &[T] = values;
+        let steps = match kept {
+            _ if kept == kc => KSteps::All(kc),
+            _ => KSteps::Listed(&steps[..kept]),
+        };
+        (steps, (Shared(values.as_ptr()), [0, 1]))
+    } else {
+        // A new input row often comes from memory (a request, the next
+        // sample of a large set): ask for all of it now rather than a line
+        // at a time as the k loop reaches it.
+        if a.cs == 1 {
+            for offset in (0..kc * size_of::<T>()).step_by(64) {
+                prefetch_l1(a_row.cast::<u8>().wrapping_add(offset));
+            }
+        }
+        (KSteps::All(kc), (Shared(a_row), a.strides()))
+    }
+}
+
+/// The partial last tile's B sliver for the panel `pc..pc + kc`: `None`
+/// when there is none or B is padded far enough to be read in place;
+/// otherwise its columns copied into a zero-padded sliver in `tail_buf`.
+///
+/// # Safety
+/// `B[pc..pc + kc, j]` readable for the plan's columns (`b.cs = 1`).
+unsafe fn pack_tail<'b, T: Element>(
+    plan: &ColumnPlan<'_, T>,
+    b: Operand<*const T>,
+    [pc, kc]: [usize; 2],
+    b_cols: usize,
+    tail_buf: &'b mut PackBuf,
+) -> Option<&'b [T]> {
+    let cols = plan.rest;
+    if cols == 0 {
+        return None;
+    }
+    let (narrow, j, _) = plan.tile(plan.tiles() - 1);
+    (j + narrow.nr > b_cols).then(|| {
+        let out = tail_buf.slice::<T>(kc * narrow.nr);
+        // SAFETY: B[pc..pc+kc, j..j+cols] is in range (caller contract).
+        unsafe {
+            let origin = b.ptr.offset(pc as isize * b.rs + j as isize);
+            pack_b_panel(narrow.nr, cols, origin, b.strides(), out, false);
+        }
+        &*out
+    })
 }
