@@ -56,6 +56,93 @@ pub enum Activation {
     Tanh,
 }
 
+/// The slope `leaky-relu` parses to when none is given (PyTorch's
+/// `nn.LeakyReLU` default).
+pub const DEFAULT_LEAKY_SLOPE: f32 = 0.01;
+/// The initial slope `prelu` parses to when none is given (PyTorch's
+/// `nn.PReLU` default).
+pub const DEFAULT_PRELU_SLOPE: f32 = 0.25;
+
+/// The names the model file, checkpoints and `train_mnist --activation`
+/// use: `identity`, `relu`, `leaky-relu:SLOPE`, `prelu:SLOPE`, `sigmoid`,
+/// `tanh`.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// assert_eq!(Activation::LeakyRelu(0.1).to_string(), "leaky-relu:0.1");
+/// assert_eq!("leaky-relu:0.1".parse::<Activation>(), Ok(Activation::LeakyRelu(0.1)));
+/// ```
+impl std::fmt::Display for Activation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Activation::Identity => f.write_str("identity"),
+            Activation::Relu => f.write_str("relu"),
+            Activation::LeakyRelu(a) => write!(f, "leaky-relu:{a}"),
+            Activation::PRelu(a) => write!(f, "prelu:{a}"),
+            Activation::Sigmoid => f.write_str("sigmoid"),
+            Activation::Tanh => f.write_str("tanh"),
+        }
+    }
+}
+
+/// Why a text is not an [`Activation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseActivationError(String);
+
+impl std::fmt::Display for ParseActivationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseActivationError {}
+
+/// Parses what [`Display`](std::fmt::Display) writes; a slope may be left
+/// out (`leaky-relu` is [`DEFAULT_LEAKY_SLOPE`], `prelu`
+/// [`DEFAULT_PRELU_SLOPE`]) and is checked as [`Activation::validate`] does.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// assert_eq!("prelu".parse::<Activation>(), Ok(Activation::PRelu(0.25)));
+/// assert!("prelu:-1".parse::<Activation>().is_err());
+/// assert!("swish".parse::<Activation>().is_err());
+/// ```
+impl std::str::FromStr for Activation {
+    type Err = ParseActivationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, slope) = match text.split_once(':') {
+            Some((name, slope)) => (name, Some(slope)),
+            None => (text, None),
+        };
+        let slope_or = |default: f32| match slope {
+            None => Ok(default),
+            Some(s) => s.parse::<f32>().map_err(|_| {
+                ParseActivationError(format!("`{s}` in `{text}` is not a slope (a number)"))
+            }),
+        };
+        let act = match name {
+            "identity" => Activation::Identity,
+            "relu" => Activation::Relu,
+            "leaky-relu" => Activation::LeakyRelu(slope_or(DEFAULT_LEAKY_SLOPE)?),
+            "prelu" => Activation::PRelu(slope_or(DEFAULT_PRELU_SLOPE)?),
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            _ => {
+                return Err(ParseActivationError(format!(
+                    "`{text}` is not an activation: use identity, relu, leaky-relu[:SLOPE], prelu[:SLOPE], sigmoid or tanh"
+                )));
+            }
+        };
+        match (slope, act) {
+            (Some(_), Activation::Identity | Activation::Relu | Activation::Sigmoid | Activation::Tanh) => {
+                Err(ParseActivationError(format!("`{name}` takes no slope (in `{text}`)")))
+            }
+            _ => act.validate().map(|()| act).map_err(ParseActivationError),
+        }
+    }
+}
+
 impl Activation {
     /// Checks the parameters: slopes must be finite and non-negative
     /// (positive for PReLU).

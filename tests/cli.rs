@@ -26,12 +26,17 @@ fn assert_fails(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_flag_values_are_rejected() {
-    assert_fails(&["--batch-size", "0"], "--batch-size must be at least 1");
-    assert_fails(&["--lr", "-0.1"], "--lr must be a positive number");
-    assert_fails(&["--activation", "swish"], "invalid value 'swish'");
+    assert_fails(&["--batch-size", "0"], "invalid value '0' for '--batch-size");
+    assert_fails(&["--lr", "-0.1"], "`-0.1` is not a positive number");
+    assert_fails(&["--lr", "nan"], "`nan` is not a positive number");
+    assert_fails(&["--momentum", "1"], "`1` is not a number in [0, 1)");
+    assert_fails(&["--weight-decay", "-1"], "`-1` is not a number ≥ 0");
+    assert_fails(&["--activation", "swish"], "`swish` is not an activation");
+    assert_fails(&["--activation", "prelu:-1"], "PRelu slope must be");
+    assert_fails(&["--activation", "relu:0.1"], "`relu` takes no slope");
     assert_fails(&["--hidden", "256,abc"], "`abc` is not a positive width");
-    assert_fails(&["--threads", "0"], "--threads must be at least 1");
-    assert_fails(&["--epochs", "0"], "--epochs must be at least 1");
+    assert_fails(&["--threads", "0"], "invalid value '0' for '--threads");
+    assert_fails(&["--epochs", "0"], "invalid value '0' for '--epochs");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! cargo run --release --bin train_mnist -- --help
 //! ```
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,16 +23,6 @@ use densekit::train::{
     Checkpoint, EpochMetrics, Flow, Progress, Score, TrainConfig, TrainData, TrainError, evaluate,
     train_with,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ActivationArg {
-    Relu,
-    LeakyRelu,
-    /// ReLU with a learned negative slope, one per hidden layer (starts at --leaky-slope, default 0.25)
-    Prelu,
-    Sigmoid,
-    Tanh,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum OptimizerArg {
@@ -77,14 +67,12 @@ struct Args {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Hidden layer widths, comma-separated, or `none` for a single softmax layer [default: 256]
-    #[arg(long)]
-    hidden: Option<String>,
-    /// Activation of the hidden layers
-    #[arg(long, value_enum, default_value = "relu")]
-    activation: ActivationArg,
-    /// Slope for leaky-relu, or the initial slope of prelu [default: 0.01 for leaky-relu, 0.25 for prelu]
-    #[arg(long, allow_negative_numbers = true)]
-    leaky_slope: Option<f32>,
+    #[arg(long, value_parser = hidden_widths)]
+    hidden: Option<Widths>,
+    /// Activation of the hidden layers: relu, leaky-relu[:SLOPE] (default slope 0.01), prelu[:SLOPE]
+    /// (a learned slope per hidden layer, starting at 0.25 by default), sigmoid or tanh
+    #[arg(long, default_value = "relu")]
+    activation: Activation,
     /// Weight initialization: by-activation (He-uniform for the ReLU family, else Glorot-uniform),
     /// glorot-uniform, glorot-normal, he-uniform, he-normal, lecun-normal, pytorch, zeros
     #[arg(long, default_value = "by-activation", value_parser = init_scheme)]
@@ -105,13 +93,13 @@ struct Args {
     #[arg(long, value_enum, default_value = "adam")]
     optimizer: OptimizerArg,
     /// Learning rate [default: 0.003 for adam and adamw, 0.01 for sgd, 0.05 for momentum and nesterov, 0.001 for rmsprop]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive)]
     lr: Option<f32>,
-    /// Momentum factor for `--optimizer momentum` and `nesterov` (and rmsprop)
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    /// Momentum factor for `--optimizer momentum` and `nesterov` (and rmsprop), in [0, 1)
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true, value_parser = fraction)]
     momentum: f32,
     /// L2 weight decay, added to the gradient (decoupled, AdamW-style, with --decoupled) [default: 0; 0.01 for adamw]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative)]
     weight_decay: Option<f32>,
     /// Apply the weight decay decoupled from the gradient (AdamW)
     #[arg(long)]
@@ -120,16 +108,16 @@ struct Args {
     #[arg(long, value_enum, default_value = "cosine")]
     schedule: ScheduleArg,
     /// Samples per step
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = at_least_one())]
     batch_size: usize,
     /// Epochs (runs exactly this many; TrainConfig::default() has 10)
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one())]
     epochs: usize,
     /// Seed for initialization and shuffling (TrainConfig::default() has 0)
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Threads for the kernels [default: all cores]
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one())]
     threads: Option<usize>,
     /// Save the trained model here (safetensors)
     #[arg(long)]
@@ -169,6 +157,65 @@ struct Args {
 fn init_scheme(text: &str) -> Result<Init, String> {
     Init::from_name(text)
         .ok_or_else(|| format!("`{text}` is not one of {}", Init::NAMES.join(", ")))
+}
+
+/// Layer widths for `--hidden`: `256`, `512,256`, or `none`.
+#[derive(Clone, Debug)]
+struct Widths(Vec<usize>);
+
+fn hidden_widths(text: &str) -> Result<Widths, String> {
+    if text.trim() == "none" {
+        return Ok(Widths(Vec::new()));
+    }
+    text.split(',')
+        .map(|w| {
+            w.trim().parse().ok().filter(|&w: &usize| w > 0).ok_or_else(|| {
+                format!("`{w}` is not a positive width (use e.g. 256 or 512,256 or none)")
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(Widths)
+}
+
+impl std::fmt::Display for Widths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.is_empty() {
+            true => f.write_str("none"),
+            false => {
+                let widths: Vec<String> = self.0.iter().map(usize::to_string).collect();
+                f.write_str(&widths.join(","))
+            }
+        }
+    }
+}
+
+/// A count of at least 1, for clap.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
+/// A finite number > 0, for clap.
+fn positive(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
+}
+
+/// A finite number ≥ 0, for clap.
+fn non_negative(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a number ≥ 0")),
+    }
+}
+
+/// A number in [0, 1), for clap.
+fn fraction(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}` is not a number in [0, 1)")),
+    }
 }
 
 /// A number of seconds for clap: finite and not negative.
@@ -233,11 +280,7 @@ struct Plan {
 }
 
 fn plan(args: &Args) -> Result<Plan, Fail> {
-    let threads = match args.threads {
-        Some(0) => return Err(Fail("--threads must be at least 1".into())),
-        Some(n) => Par::Threads(n),
-        None => Par::Auto,
-    };
+    let threads = args.threads.map_or(Par::Auto, Par::Threads);
     if let Some(Preset::Best) = args.preset {
         return Ok(best_preset(args, threads));
     }
@@ -261,51 +304,13 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
             },
         });
     }
-    if args.batch_size == 0 {
-        return Err(Fail("--batch-size must be at least 1".into()));
-    }
-    if let Some(lr) = args.lr
-        && !(lr.is_finite() && lr > 0.0)
-    {
-        return Err(Fail(format!("--lr must be a positive number, got {lr}")));
-    }
     let decay = match args.optimizer {
         OptimizerArg::Adamw => args.weight_decay.unwrap_or(0.01),
         _ => args.weight_decay.unwrap_or(0.0),
     };
-    if !(decay.is_finite() && decay >= 0.0) {
-        return Err(Fail(format!("--weight-decay must be ≥ 0, got {decay}")));
-    }
-    if !(args.momentum.is_finite() && (0.0..1.0).contains(&args.momentum)) {
-        return Err(Fail(format!(
-            "--momentum must be in [0, 1), got {}",
-            args.momentum
-        )));
-    }
-    let mut sizes = vec![];
-    let hidden = args.hidden.as_deref().unwrap_or("256");
-    if hidden.trim() != "none" {
-        for width in hidden.split(',') {
-            let width: usize = width
-                .trim()
-                .parse()
-                .ok()
-                .filter(|&w| w > 0)
-                .ok_or_else(|| Fail(format!("--hidden: `{width}` is not a positive width (use e.g. 256 or 512,256 or none)")))?;
-            sizes.push(width);
-        }
-    }
+    let mut sizes = args.hidden.clone().map_or(vec![256], |w| w.0);
     sizes.push(CLASSES);
-    let activation = match args.activation {
-        ActivationArg::Relu => Activation::Relu,
-        ActivationArg::LeakyRelu => Activation::LeakyRelu(args.leaky_slope.unwrap_or(0.01)),
-        ActivationArg::Prelu => Activation::PRelu(args.leaky_slope.unwrap_or(0.25)),
-        ActivationArg::Sigmoid => Activation::Sigmoid,
-        ActivationArg::Tanh => Activation::Tanh,
-    };
-    activation
-        .validate()
-        .map_err(|e| Fail(format!("--leaky-slope: {e}")))?;
+    let activation = args.activation;
     let weight_decay = if args.decoupled || args.optimizer == OptimizerArg::Adamw {
         WeightDecay::Decoupled(decay)
     } else {
@@ -345,9 +350,6 @@ fn plan(args: &Args) -> Result<Plan, Fail> {
             gamma: 0.1,
         },
     };
-    if args.epochs == 0 {
-        return Err(Fail("--epochs must be at least 1".into()));
-    }
     Ok(Plan {
         sizes,
         activation,
@@ -480,7 +482,7 @@ fn run(args: Args) -> Result<(), Fail> {
             if args.hidden.is_some() && net.sizes() != &sizes[..] {
                 return Err(Fail(format!(
                     "--hidden {} asks for {} but {} holds a {} model; leave out --hidden with --load",
-                    args.hidden.as_deref().unwrap_or_default(),
+                    args.hidden.as_ref().map(Widths::to_string).unwrap_or_default(),
                     arch_name(&sizes),
                     path.display(),
                     arch_name(net.sizes())
@@ -518,7 +520,7 @@ fn run(args: Args) -> Result<(), Fail> {
         let one_by_one = seconds_per_image(&packed, &mnist.test, config.par, &mut ws);
         println!(
             "model {arch} ({}), kernel {kernel}, {threads} thread(s)",
-            activation_name(net.hidden_activation())
+            net.hidden_activation().to_string()
         );
         println!(
             "test loss {:.4}, test accuracy {:.2}%",
@@ -540,7 +542,7 @@ fn run(args: Args) -> Result<(), Fail> {
     let hidden = if net.layers() > 1 {
         format!(
             "hidden activation {}",
-            activation_name(net.hidden_activation())
+            net.hidden_activation().to_string()
         )
     } else {
         "no hidden layer".to_string()
@@ -557,7 +559,7 @@ fn run(args: Args) -> Result<(), Fail> {
         "densekit": env!("CARGO_PKG_VERSION"),
         "data_dir": dir.display().to_string(),
         "model": arch,
-        "hidden_activation": activation_name(net.hidden_activation()),
+        "hidden_activation": net.hidden_activation().to_string(),
         "parameters": net.params().len(),
         "loaded": args.load.as_ref().map(|p| p.display().to_string()),
         "optimizer": optimizer_name(&optimizer),
@@ -589,6 +591,15 @@ fn run(args: Args) -> Result<(), Fail> {
         }
     }
     let terminal = std::io::stdout().is_terminal();
+    // On a terminal, a bar redrawn in place (indicatif); otherwise a line
+    // every --log-interval seconds.
+    // A bar per epoch, started at its first report.
+    let bar_style = terminal.then(|| {
+        indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len}  {msg}")
+            .expect("a valid template")
+            .progress_chars("=> ")
+    });
+    let mut bar: Option<indicatif::ProgressBar> = None;
     let log_interval = args
         .log_interval
         .unwrap_or(if terminal { 0.1 } else { 5.0 });
@@ -647,16 +658,19 @@ fn run(args: Args) -> Result<(), Fail> {
                 let due = last_report.elapsed().as_secs_f64() >= log_interval;
                 if due && step < steps {
                     last_report = Instant::now();
-                    let done = step * 30 / steps;
-                    if terminal {
-                        print!(
-                            "\repoch {epoch:>3} [{}{}] {step}/{steps}  Q {running_loss:.4}",
-                            "=".repeat(done),
-                            " ".repeat(30 - done)
-                        );
-                        let _ = std::io::stdout().flush();
-                    } else {
-                        println!("epoch {epoch:>3}: step {step}/{steps}, Q {running_loss:.4}");
+                    match &bar_style {
+                        Some(style) => {
+                            let bar = bar.get_or_insert_with(|| {
+                                indicatif::ProgressBar::new(steps as u64)
+                                    .with_style(style.clone())
+                                    .with_prefix(format!("{epoch:>3}"))
+                            });
+                            bar.set_message(format!("Q {running_loss:.4}"));
+                            bar.set_position(step as u64);
+                        }
+                        None => {
+                            println!("epoch {epoch:>3}: step {step}/{steps}, Q {running_loss:.4}")
+                        }
                     }
                 }
                 match INTERRUPTED.load(Ordering::SeqCst) {
@@ -687,8 +701,9 @@ fn run(args: Args) -> Result<(), Fail> {
                 {
                     metrics_error.get_or_insert(e);
                 }
-                if terminal {
-                    print!("\r{}\r", " ".repeat(72));
+                // The epoch's line takes the place of its bar.
+                if let Some(bar) = bar.take() {
+                    bar.finish_and_clear();
                 }
                 println!(
                     "epoch {:>3}: train loss {:.4} (Q {:.4}), train acc {:.2}%, test loss {:.4}, test acc {:.2}%, {:.2} s ({:.0} samples/s), lr {:.2e}",
@@ -1085,17 +1100,6 @@ fn print_confusion(confusion: &[usize]) {
             print!("{n:>6}");
         }
         println!();
-    }
-}
-
-fn activation_name(act: Activation) -> String {
-    match act {
-        Activation::Identity => "identity".into(),
-        Activation::Relu => "relu".into(),
-        Activation::LeakyRelu(a) => format!("leaky-relu({a})"),
-        Activation::PRelu(a) => format!("prelu({a})"),
-        Activation::Sigmoid => "sigmoid".into(),
-        Activation::Tanh => "tanh".into(),
     }
 }
 

@@ -43,31 +43,6 @@ impl fmt::Display for ModelError {
 
 impl std::error::Error for ModelError {}
 
-pub(crate) fn activation_to_string(act: Activation) -> String {
-    match act {
-        Activation::Identity => "identity".into(),
-        Activation::Relu => "relu".into(),
-        Activation::LeakyRelu(a) => format!("leaky-relu:{a}"),
-        Activation::PRelu(a) => format!("prelu:{a}"),
-        Activation::Sigmoid => "sigmoid".into(),
-        Activation::Tanh => "tanh".into(),
-    }
-}
-
-fn activation_from_string(s: &str) -> Option<Activation> {
-    let (name, param) = s.split_once(':').map_or((s, None), |(n, p)| (n, Some(p)));
-    let slope = || param.and_then(|p| p.parse::<f32>().ok());
-    match name {
-        "identity" => Some(Activation::Identity),
-        "relu" => Some(Activation::Relu),
-        "leaky-relu" => slope().map(Activation::LeakyRelu),
-        "prelu" => slope().map(Activation::PRelu),
-        "sigmoid" => Some(Activation::Sigmoid),
-        "tanh" => Some(Activation::Tanh),
-        _ => None,
-    }
-}
-
 impl Mlp {
     /// Writes the model to `path` as safetensors, atomically (see
     /// [`write_atomically`](crate::atomic_file::write_atomically); synced
@@ -177,7 +152,7 @@ impl Mlp {
             ("sizes".to_string(), sizes),
             (
                 "hidden_activation".to_string(),
-                activation_to_string(self.hidden),
+                self.hidden.to_string(),
             ),
         ]);
         for &(key, value) in notes {
@@ -522,7 +497,7 @@ pub(crate) fn architecture<R: Read + Seek>(
         })
         .collect::<Result<_, _>>()?;
     let name = file.metadata("hidden_activation")?;
-    let hidden = activation_from_string(name)
+    let hidden = name.parse::<Activation>().ok()
         .ok_or_else(|| format!("unknown hidden activation `{name}`"))?;
     if sizes.len() < 2 || sizes.contains(&0) {
         return Err(format!("invalid layer sizes {sizes:?}"));

@@ -37,7 +37,7 @@ pub(crate) mod tensor_file;
 
 pub use dropout::Dropout;
 pub use file::{ModelError, NORMALIZATION};
-pub(crate) use file::{activation_to_string, architecture};
+pub(crate) use file::architecture;
 pub use init::Init;
 pub use packed::{Infer, PackedMlp};
 

@@ -8,7 +8,7 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use super::{EpochMetrics, Metric, Score, TrainConfig};
 use crate::mlp::tensor_file::TensorFile;
-use crate::mlp::{Mlp, activation_to_string, architecture};
+use crate::mlp::{Mlp, architecture};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::par::Par;
 
@@ -73,9 +73,9 @@ impl Checkpoint {
             return Err(format!(
                 "the checkpoint is of a {:?} network ({}), not {:?} ({})",
                 self.net.sizes(),
-                activation_to_string(self.net.hidden_activation()),
+                self.net.hidden_activation().to_string(),
                 net.sizes(),
-                activation_to_string(net.hidden_activation())
+                net.hidden_activation().to_string()
             ));
         }
         let now = settings(optimizer, config);
@@ -134,7 +134,7 @@ impl Checkpoint {
             ("sizes".to_string(), sizes),
             (
                 "hidden_activation".to_string(),
-                activation_to_string(self.net.hidden_activation()),
+                self.net.hidden_activation().to_string(),
             ),
             ("settings".to_string(), self.settings.clone()),
             ("epochs_done".to_string(), self.epochs_done.to_string()),
