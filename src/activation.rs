@@ -135,9 +135,12 @@ impl std::str::FromStr for Activation {
             }
         };
         match (slope, act) {
-            (Some(_), Activation::Identity | Activation::Relu | Activation::Sigmoid | Activation::Tanh) => {
-                Err(ParseActivationError(format!("`{name}` takes no slope (in `{text}`)")))
-            }
+            (
+                Some(_),
+                Activation::Identity | Activation::Relu | Activation::Sigmoid | Activation::Tanh,
+            ) => Err(ParseActivationError(format!(
+                "`{name}` takes no slope (in `{text}`)"
+            ))),
             _ => act.validate().map(|()| act).map_err(ParseActivationError),
         }
     }

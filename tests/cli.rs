@@ -26,7 +26,10 @@ fn assert_fails(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_flag_values_are_rejected() {
-    assert_fails(&["--batch-size", "0"], "invalid value '0' for '--batch-size");
+    assert_fails(
+        &["--batch-size", "0"],
+        "invalid value '0' for '--batch-size",
+    );
     assert_fails(&["--lr", "-0.1"], "`-0.1` is not a positive number");
     assert_fails(&["--lr", "nan"], "`nan` is not a positive number");
     assert_fails(&["--momentum", "1"], "`1` is not a number in [0, 1)");
@@ -294,7 +297,14 @@ fn divergence_on_the_last_step_writes_no_model() {
 fn output_paths_are_checked_before_training() {
     for flag in ["--save", "--plot", "--metrics-out"] {
         let out = Command::new(env!("CARGO_BIN_EXE_train_mnist"))
-            .args([flag, "/nonexistent-densekit-dir/out"])
+            // A data folder that does not exist either: the output path must
+            // be the error, so it was checked before any data was read.
+            .args([
+                flag,
+                "/nonexistent-densekit-dir/out",
+                "--data-dir",
+                "/nonexistent-mnist",
+            ])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -169,9 +169,13 @@ fn hidden_widths(text: &str) -> Result<Widths, String> {
     }
     text.split(',')
         .map(|w| {
-            w.trim().parse().ok().filter(|&w: &usize| w > 0).ok_or_else(|| {
-                format!("`{w}` is not a positive width (use e.g. 256 or 512,256 or none)")
-            })
+            w.trim()
+                .parse()
+                .ok()
+                .filter(|&w: &usize| w > 0)
+                .ok_or_else(|| {
+                    format!("`{w}` is not a positive width (use e.g. 256 or 512,256 or none)")
+                })
         })
         .collect::<Result<_, _>>()
         .map(Widths)
@@ -482,7 +486,10 @@ fn run(args: Args) -> Result<(), Fail> {
             if args.hidden.is_some() && net.sizes() != &sizes[..] {
                 return Err(Fail(format!(
                     "--hidden {} asks for {} but {} holds a {} model; leave out --hidden with --load",
-                    args.hidden.as_ref().map(Widths::to_string).unwrap_or_default(),
+                    args.hidden
+                        .as_ref()
+                        .map(Widths::to_string)
+                        .unwrap_or_default(),
                     arch_name(&sizes),
                     path.display(),
                     arch_name(net.sizes())
@@ -540,10 +547,7 @@ fn run(args: Args) -> Result<(), Fail> {
         return Ok(());
     }
     let hidden = if net.layers() > 1 {
-        format!(
-            "hidden activation {}",
-            net.hidden_activation().to_string()
-        )
+        format!("hidden activation {}", net.hidden_activation().to_string())
     } else {
         "no hidden layer".to_string()
     };

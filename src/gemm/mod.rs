@@ -13,6 +13,8 @@
 
 mod driver;
 pub(crate) mod kernel;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod pack;
 pub(crate) mod raw;
 pub mod reference;

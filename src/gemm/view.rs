@@ -89,6 +89,22 @@ impl Layout {
         );
     }
 
+    /// Slice index of the lowest element (0 for an empty view).
+    #[cfg(feature = "ndarray")]
+    fn lowest(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            return 0;
+        }
+        let below = |dim: usize, stride: isize| {
+            if stride < 0 {
+                (dim - 1) * stride.unsigned_abs()
+            } else {
+                0
+            }
+        };
+        self.origin - below(self.rows, self.rs) - below(self.cols, self.cs)
+    }
+
     fn t(self) -> Layout {
         Layout {
             rows: self.cols,
@@ -278,6 +294,12 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// The data from the lowest element on.
+    #[cfg(feature = "ndarray")]
+    pub(crate) fn from_lowest(&self) -> &'a [T] {
+        &self.data[self.layout.lowest()..]
+    }
+
     /// Pointer to element `(0, 0)`; with the strides it addresses every element.
     ///
     /// Derived from the whole slice, not from `data[origin..]`: with negative
@@ -436,6 +458,13 @@ impl<'a, T> MatMut<'a, T> {
 
     /// Pointer to element `(0, 0)`, derived from the whole slice (see
     /// [`MatRef::as_ptr`]).
+    /// The data from the lowest element on, for the view's whole borrow.
+    #[cfg(feature = "ndarray")]
+    pub(crate) fn into_from_lowest(self) -> &'a mut [T] {
+        let lowest = self.layout.lowest();
+        &mut self.data[lowest..]
+    }
+
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
         self.data.as_mut_ptr().wrapping_add(self.layout.origin)
     }

@@ -150,10 +150,7 @@ impl Mlp {
         let mut metadata = HashMap::from([
             ("format".to_string(), FORMAT.to_string()),
             ("sizes".to_string(), sizes),
-            (
-                "hidden_activation".to_string(),
-                self.hidden.to_string(),
-            ),
+            ("hidden_activation".to_string(), self.hidden.to_string()),
         ]);
         for &(key, value) in notes {
             if metadata.contains_key(key) {
@@ -497,7 +494,9 @@ pub(crate) fn architecture<R: Read + Seek>(
         })
         .collect::<Result<_, _>>()?;
     let name = file.metadata("hidden_activation")?;
-    let hidden = name.parse::<Activation>().ok()
+    let hidden = name
+        .parse::<Activation>()
+        .ok()
         .ok_or_else(|| format!("unknown hidden activation `{name}`"))?;
     if sizes.len() < 2 || sizes.contains(&0) {
         return Err(format!("invalid layer sizes {sizes:?}"));

@@ -36,8 +36,8 @@ mod packed;
 pub(crate) mod tensor_file;
 
 pub use dropout::Dropout;
-pub use file::{ModelError, NORMALIZATION};
 pub(crate) use file::architecture;
+pub use file::{ModelError, NORMALIZATION};
 pub use init::Init;
 pub use packed::{Infer, PackedMlp};
 
