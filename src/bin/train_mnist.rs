@@ -527,7 +527,7 @@ fn run(args: Args) -> Result<(), Fail> {
         let one_by_one = seconds_per_image(&packed, &mnist.test, config.par, &mut ws);
         println!(
             "model {arch} ({}), kernel {kernel}, {threads} thread(s)",
-            net.hidden_activation().to_string()
+            net.hidden_activation()
         );
         println!(
             "test loss {:.4}, test accuracy {:.2}%",
@@ -547,7 +547,7 @@ fn run(args: Args) -> Result<(), Fail> {
         return Ok(());
     }
     let hidden = if net.layers() > 1 {
-        format!("hidden activation {}", net.hidden_activation().to_string())
+        format!("hidden activation {}", net.hidden_activation())
     } else {
         "no hidden layer".to_string()
     };

@@ -147,7 +147,11 @@ fn to_ndarray<T>(data: &[T], shape: (usize, usize), [rs, cs]: [isize; 2]) -> Arr
 
 impl<'a, T> From<MatRef<'a, T>> for ArrayView2<'a, T> {
     fn from(m: MatRef<'a, T>) -> Self {
-        to_ndarray(m.from_lowest(), m.shape(), [m.row_stride(), m.col_stride()])
+        to_ndarray(
+            m.span_from_lowest(),
+            m.shape(),
+            [m.row_stride(), m.col_stride()],
+        )
     }
 }
 
@@ -155,7 +159,7 @@ impl<'a, T> From<MatMut<'a, T>> for ArrayViewMut2<'a, T> {
     fn from(m: MatMut<'a, T>) -> Self {
         let (shape, [rs, cs]) = (m.shape(), [m.row_stride(), m.col_stride()]);
         let abs = (rs.unsigned_abs(), cs.unsigned_abs());
-        let mut view = ArrayViewMut2::from_shape(shape.strides(abs), m.into_from_lowest())
+        let mut view = ArrayViewMut2::from_shape(shape.strides(abs), m.into_span_from_lowest())
             .expect("a densekit view's elements lie inside its slice and never alias");
         for (axis, stride) in [(Axis(0), rs), (Axis(1), cs)] {
             if stride < 0 {

@@ -296,7 +296,7 @@ impl<'a, T> MatRef<'a, T> {
 
     /// The data from the lowest element on.
     #[cfg(feature = "ndarray")]
-    pub(crate) fn from_lowest(&self) -> &'a [T] {
+    pub(crate) fn span_from_lowest(&self) -> &'a [T] {
         &self.data[self.layout.lowest()..]
     }
 
@@ -460,7 +460,7 @@ impl<'a, T> MatMut<'a, T> {
     /// [`MatRef::as_ptr`]).
     /// The data from the lowest element on, for the view's whole borrow.
     #[cfg(feature = "ndarray")]
-    pub(crate) fn into_from_lowest(self) -> &'a mut [T] {
+    pub(crate) fn into_span_from_lowest(self) -> &'a mut [T] {
         let lowest = self.layout.lowest();
         &mut self.data[lowest..]
     }

@@ -73,9 +73,9 @@ impl Checkpoint {
             return Err(format!(
                 "the checkpoint is of a {:?} network ({}), not {:?} ({})",
                 self.net.sizes(),
-                self.net.hidden_activation().to_string(),
+                self.net.hidden_activation(),
                 net.sizes(),
-                net.hidden_activation().to_string()
+                net.hidden_activation()
             ));
         }
         let now = settings(optimizer, config);
