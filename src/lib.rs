@@ -1,11 +1,24 @@
 //! # densekit
 //!
-//! SIMD-optimized numeric kernels for neural networks.
+//! SIMD-optimized numeric kernels for neural networks: a cache-blocked GEMM
+//! chosen at run time for the CPU at hand (AVX-512, AVX2+FMA, NEON or
+//! portable), dense layers with their bias and activation fused into it, and
+//! a thin multilayer-perceptron trainer on top. Results are bitwise
+//! identical for any number of threads.
 //!
-//! * [`gemm`]: cache-blocked, run-time dispatched (AVX-512, AVX2+FMA, NEON
-//!   or portable), rayon-threaded matrix multiplication for `f32` and
-//!   `f64`, bitwise deterministic for any thread count. [`sgemm`] and [`dgemm`] take
-//!   `matrixmultiply`'s exact arguments.
+//! ## Which entry point for which job
+//!
+//! | you want to… | use |
+//! |---|---|
+//! | replace `matrixmultiply::sgemm`/`dgemm` (raw pointers, any strides) | [`sgemm`], [`dgemm`] |
+//! | multiply checked matrix views, choosing the threads | [`gemm::gemm`] with [`gemm::MatRef`], [`gemm::MatMut`], [`gemm::Accum`], [`Par`] |
+//! | multiply `ndarray` views (feature `ndarray`) | `MatRef::try_from(view)`, see `gemm::ndarray` |
+//! | run a layer forward (`act(x·wᵀ + b)`) or backward in one pass | [`dense`], [`activation::Activation`], [`loss`] |
+//! | build, train, save and load an MLP | [`mlp::Mlp`], [`optim::Optimizer`], [`train::train`], [`data::Dataset`] |
+//! | serve a trained MLP with low latency | [`mlp::PackedMlp`] |
+//! | train on MNIST from the command line | `cargo run --release --bin train_mnist` |
+//!
+//! ## A product
 //!
 //! ```
 //! use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
@@ -16,21 +29,33 @@
 //! assert_eq!(c, [5.0, 11.0, 11.0, 25.0]); // A·Aᵀ
 //! ```
 //!
-//! * [`dense`]: a layer's forward pass with bias and activation fused into
-//!   the GEMM, and its one-pass backward; [`activation`], [`loss`].
-//! * [`mlp`], [`optim`], [`train`], [`data`]: a multilayer perceptron on one
-//!   flat parameter buffer, PyTorch's optimizers, and a deterministic
-//!   trainer on any [`data::Dataset`] (`f32` or byte features; class labels
-//!   trained by softmax cross-entropy, or real targets by mean squared
-//!   error; optional validation and test sets).
+//! ## A network
+//!
+//! [`mlp`], [`optim`], [`train`] and [`data`] give a multilayer perceptron
+//! on one flat parameter buffer, PyTorch's optimizers (with PyTorch's
+//! defaults), and a deterministic trainer on any [`data::Dataset`] (`f32`
+//! or byte features; class labels trained by softmax cross-entropy, or real
+//! targets by mean squared error; optional validation and test sets).
 //!
 //! Examples in the repository: `examples/regression.rs` (an MLP fits a
 //! function by MSE) and `examples/own_data.rs` (a classifier on CSV
 //! features, no test set), both also run by `cargo test`;
 //! `examples/xor.rs` (the raw dense kernels on XOR), and the
 //! `train_mnist` binary (`cargo run --release --bin train_mnist`).
+//!
+//! ## Features
+//!
+//! * `cli` (default): the `train_mnist` binary's dependencies (clap,
+//!   indicatif, plotters, ctrlc); the library needs none of them
+//!   (`default-features = false`).
+//! * `ndarray`: zero-copy conversions between `ndarray` views and densekit's.
+//! * `openblas`: benches only, OpenBLAS as a measured peer.
+//!
+//! How fast it is, and how to measure that on your machine: `PERF.md`;
+//! why it is built as it is: `docs/design.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod activation;
 pub mod atomic_file;

@@ -69,7 +69,7 @@ struct Args {
     /// Hidden layer widths, comma-separated, or `none` for a single softmax layer [default: 256]
     #[arg(long, value_parser = hidden_widths)]
     hidden: Option<Widths>,
-    /// Activation of the hidden layers: relu, leaky-relu[:SLOPE] (default slope 0.01), prelu[:SLOPE]
+    /// Activation of the hidden layers: relu, leaky-relu or leaky-relu:SLOPE (default slope 0.01), prelu or prelu:SLOPE
     /// (a learned slope per hidden layer, starting at 0.25 by default), sigmoid or tanh
     #[arg(long, default_value = "relu")]
     activation: Activation,
