@@ -645,9 +645,8 @@ pub(crate) fn is_permutation(order: &[usize], n: usize) -> bool {
 ///
 /// Why: the first layer's weight gradient `dwᵀ = xᵀ·dz` skips, per sliver of
 /// consecutive pixels (12 on AVX-512), every image whose pixels there are
-/// all zero. Compact tiles are more often all zero: on MNIST a 12-pixel
-/// sliver holds a nonzero pixel in 34% of the images as 4 × 3 tiles, 49% as
-/// a 1 × 12 slice of a row.
+/// all zero. Compact tiles are more often all zero than slices of a row
+/// (`docs/design.md`).
 ///
 /// ```
 /// use densekit::data::strip_order;

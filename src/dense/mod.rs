@@ -390,8 +390,9 @@ pub(crate) const SKIPS_ZEROS_MIN_WIDTH: usize = 64;
 /// A batch of images qualifies (MNIST is 81% black): about half the columns
 /// of its packed slivers are dropped, in both `x·wᵀ` and `xᵀ·dz`. ReLU
 /// outputs (about half zero, scattered) do not: their slivers rarely have
-/// an all-zero column. Measured on 784-256-10, batch 128: one thread 1.35×
-/// faster per epoch; the lecture's 784→10 (width 10) ran 2.6× slower.
+/// an all-zero column. A narrow layer (the lecture's 784→10) loses: its
+/// fixed orientation costs more than the skipped work saves
+/// ([`SKIPS_ZEROS_MIN_WIDTH`]; figures in `docs/design.md`).
 pub(crate) fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
     /// Rows probed: one 12-row sliver of the widest kernel.
     const PROBE_ROWS: usize = 12;
@@ -407,8 +408,8 @@ pub(crate) fn skips_zeros<T: Element>(a: MatRef<'_, T>, width: usize) -> bool {
     }
     // Nonzeros allowed before the answer is known to be no. Counted in
     // chunks with u32 sums, which vectorize, and left at the first chunk
-    // past the allowance: a dense single sample (784 values) took 10% of
-    // its forward pass in an element-by-element count.
+    // past the allowance: an element-by-element count showed in a single
+    // dense sample's forward pass.
     let allowed = probed - (MIN_ZERO_FRACTION * probed as f64).ceil() as usize;
     let mut nonzeros = 0;
     for i in 0..rows {

@@ -15,8 +15,7 @@
 //! the copy; see [`a_layout`] and [`reads_b_in_place`]. When there are
 //! fewer A blocks than the threads need tasks, several tasks share each
 //! packed block: its slivers are then packed once, by all threads, before
-//! the tasks start (the 784→256 forward pass at batch 128 on two threads
-//! packed each block three times before, and took 15% longer).
+//! the tasks start, instead of once per task.
 //!
 //! # Threads and determinism
 //!
@@ -44,7 +43,7 @@ use crate::isa::Isa;
 use crate::par::min_parallel_work;
 
 /// B panels smaller than this many elements are packed by the calling thread:
-/// a fork-join costs more than copying them (≈ 64 K elements is a few µs).
+/// a fork-join costs more than copying them.
 const PAR_PACK_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Extra cost charged to an orientation whose C tiles cannot be stored with
@@ -55,8 +54,7 @@ const STRIDED_STORE_PENALTY: f64 = 1.15;
 /// temporary tile (see [`Kernel::run_tile`]): its copy out is one scalar
 /// store per element, whatever k is. With k = 10 (a last layer's input
 /// gradient) that copy, not the multiply, is most of the time, which the
-/// penalty above, proportional to k, misses: 32×10×256 with column-major
-/// B ran transposed at a quarter of its row-major speed.
+/// penalty above, proportional to k, misses.
 const STRIDED_TILE_COPY_CYCLES: f64 = 2.0;
 
 /// Packing cost model, in cycles per element: copying contiguous runs, and
@@ -72,11 +70,10 @@ const PACK_TRANSPOSE_CYCLES: f64 = 1.0;
 const SHARED_A_MAX_BYTES: usize = 512 << 10;
 
 /// Panels at least this deep with an A panel of at most [`BANDS_MAX_A_BYTES`]
-/// are split into column bands too (see [`blocked`]). Two threads here,
-/// interleaved: 256×1024×1024, 512×784×256 and 256×784×1024 ran 8–20%
-/// faster in bands than sharing one packed B panel; shallower ones
-/// (k = 32 or 256: 784×32×256, 128×256×784, 512×256×784) 7–12% slower,
-/// and 1024³ (a 4 MiB A panel) 2–4% slower.
+/// are split into column bands too (see [`PanelPlan`]): deep B slivers are
+/// costly to share between threads, while a shallow panel's are cheap and
+/// a large A panel is costly to read again in every band
+/// (`docs/design.md`).
 const BANDS_MIN_DEPTH: usize = 512;
 
 /// See [`BANDS_MIN_DEPTH`].

@@ -129,8 +129,8 @@ unsafe fn pack_full_sliver<T: Element, const W: usize>(
 /// `out[p·w + i] = src[i·s_w + p]` for `i < valid`, `p < kc = out.len() / w`,
 /// and zero for `valid ≤ i < w`, with register transposes on the selected
 /// ISA (8×8 on AVX2 and AVX-512, 4×4 on NEON): a transposing pack, as for
-/// B = wᵀ in a dense layer's forward pass, otherwise costs about 10% of the
-/// product. Returns false, having done nothing, on the portable path (the
+/// B = wᵀ in a dense layer's forward pass, would otherwise cost a sizable
+/// part of the product. Returns false, having done nothing, on the portable path (the
 /// caller then packs element by element).
 ///
 /// # Safety
@@ -241,8 +241,7 @@ mod x86 {
         let whole = kc / 8 * 8;
         // Lines in pairs of octets where there are 16: each output row then
         // gets 16 values (a whole cache line of a 64-byte-aligned sliver) in
-        // one pass, instead of two halves in two passes over the sliver
-        // (the 784→256 forward pass: 1–1.5% faster).
+        // one pass, instead of two halves in two passes over the sliver.
         let mut i0 = 0;
         while i0 < groups {
             let width = if i0 + 16 <= groups { 16 } else { 8 };

@@ -313,8 +313,8 @@ impl Optimizer {
 /// Why: once a parameter's gradient stops (a dead unit, an always-black
 /// pixel), these buffers decay geometrically and would spend about 150
 /// steps as subnormals, where every operation on them costs x86 CPUs a
-/// microcode assist: 784-256-10 at batch 32 on one thread, the Adam update
-/// slowed from 68 to 122 µs after 1000 steps. A subnormal buffer moves its
+/// microcode assist (the Adam update nearly doubled in time; see
+/// `docs/design.md`). A subnormal buffer moves its
 /// weight by at most `lr · 1.2e-38` (momentum) or about `1e-29 · lr` (Adam
 /// at its default `eps`), below the precision of any normal weight, so
 /// flushing it leaves the weights as they would be.

@@ -200,9 +200,9 @@ pub(super) fn wake_helpers() -> bool {
 
 /// Runs `f` on this pool thread while the pool's other threads wait for its
 /// parallel work by spinning instead of sleeping (OpenMP's active wait
-/// policy). A sleeping thread takes 20–40 µs to wake on a virtual machine,
-/// about as long as a 784→256 forward pass at batch 32; a spinning one picks
-/// the work up in about a microsecond.
+/// policy). A sleeping thread takes tens of µs to wake on a virtual machine,
+/// as long as a small layer's forward pass; a spinning one picks the work
+/// up at once.
 ///
 /// Spinning is bounded: a helper parks after [`SPIN_IDLE`] without work
 /// (the next kernel call wakes it), and leaves the region when it finds its

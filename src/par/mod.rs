@@ -31,14 +31,13 @@ pub enum Par {
 
 /// Below this many multiply-adds a call runs on the calling thread whatever
 /// `Par` says, inside a [`Par::install`] region whose helpers wait ready:
-/// handing work over costs more than it saves (2^20 is ≈ 10 µs on one core).
+/// handing work over costs more than it saves (2^20 is about 10 µs of one
+/// core's work).
 const PAR_MIN_WORK: usize = 1 << 20;
 
 /// The same outside such a region, where the pool's threads may be asleep:
-/// waking them, and the caller after, takes tens of µs on a VM. 512×10×256
-/// (1.3 M multiply-adds) took 15 µs on one thread and 38 µs on two; 2^22
-/// is ≈ 40 µs on one core, and every MLP product of 6 M multiply-adds or
-/// more gains from the second thread.
+/// waking them, and the caller after, takes tens of µs on a VM, about as
+/// long as 2^22 multiply-adds on one core (`docs/design.md`).
 const PAR_MIN_WORK_COLD: usize = 1 << 22;
 
 /// The multiply-adds a call needs before it is split over threads on this

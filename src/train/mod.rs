@@ -580,8 +580,7 @@ pub fn train_with(
     config.par.ready().map_err(TrainError::Pool)?;
     // The loop runs on a thread of the kernels' pool: each of its thousands
     // of kernel calls then starts its parallel work right there instead of
-    // handing it to the pool and waiting (784-256-10 at batch 128: about
-    // 15% faster per epoch on two threads).
+    // handing it to the pool and waiting.
     config.par.install(|| {
         let started = Instant::now();
         let shape = data.train.image_shape();
@@ -661,8 +660,8 @@ fn reorder_state(net: &Mlp, state: &OptimizerState, order: &[usize]) -> Optimize
 /// rearranges them: strips a third of a kernel sliver tall (see
 /// [`strip_order`]; 4 rows on AVX-512, whose 12-pixel slivers then cover
 /// 4 × 3 tiles, 2 on AVX2), for images and a first layer wide enough to skip
-/// zero pixels at all. MNIST, 784-256-10 at batch 128: the weight gradient
-/// keeps 34% of its k steps instead of 49%.
+/// zero pixels at all: compact tiles are more often all zero, so the
+/// weight gradient keeps fewer of its k steps.
 ///
 /// ```
 /// use densekit::activation::Activation;
@@ -799,9 +798,8 @@ impl Run<'_> {
                 }
                 // The batch's samples grouped by class: images of one class
                 // share more of their nonzero pixels, so the first layer's
-                // zero-skipping GEMM drops more k steps (MNIST at batch 128:
-                // 45.5% kept instead of 50%). Same batch, same seed: still
-                // deterministic.
+                // zero-skipping GEMM drops more k steps. Same batch, same
+                // seed: still deterministic.
                 rows.clear();
                 rows.extend_from_slice(batch);
                 if let Some(classes) = train.labels() {

@@ -108,8 +108,8 @@ impl<'k, T: Element> ColumnPlan<'k, T> {
 /// # Safety
 /// As [`super::gemm`] with `m = 1`, `k ≥ 1`, `b.cs = 1` and `B[p, j]`
 /// readable for `j < b_cols`.
-// Out of line: inlined, it grew the blocked driver's entry and cost the
-// smallest products (32×10×256) a few percent.
+// Out of line: inlined, it grows the blocked driver's entry, which the
+// smallest products pay for.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm<T: Element>(

@@ -10,8 +10,7 @@
 //!
 //! With 24 FMAs per two B loads the tile hides B rows streaming from L2 at
 //! any stride, so a row-contiguous B is read in place whatever the number
-//! of rows (packing it cost 8% at 128×256×784; reading it in place runs at
-//! 97% of peak there), and up to [`ALIASED_B_IN_PLACE_MAX_ROWS`] rows even
+//! of rows, and up to [`ALIASED_B_IN_PLACE_MAX_ROWS`] rows even
 //! when B's rows are a multiple of 4 KiB apart.
 //!
 //! Products of one row (a single sample's forward pass) run on a 1 × 16
@@ -38,13 +37,12 @@ const MC_F64: usize = 48;
 /// 2 B loads the kernel keeps pace with B slivers streaming from L2 (or L3),
 /// so the depth is chosen to cut the passes over C instead: every MLP
 /// product (k ≤ 1024) runs as one panel and stores its C tiles once.
-/// Measured here (1024³, best of 15): KC 256 → 101, 512 → 108, 1024 → 110 GFLOP/s.
 const KC_F32: usize = 1024;
 /// Same depth as [`KC_F32`] (each k step reads 128 bytes of B either way).
 const KC_F64: usize = 1024;
 /// Columns of B per packed panel (a multiple of both NRs). A full
 /// 1024 × 4064 f32 panel is 16 MiB, half the 32 MiB L3; the B slivers
-/// stream from there at 128 bytes per 24 FMAs (2048³ runs at 93% of peak).
+/// stream from there at 128 bytes per 24 FMAs.
 const NC: usize = 4064;
 
 /// Products with at most this many rows read B in place even when its rows

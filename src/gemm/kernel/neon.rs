@@ -6,12 +6,10 @@
 //! three B vectors and two A vectors (the packed A column, 8 values) use 29
 //! of the 32 registers. Each k step issues 24 `fmla` by vector element
 //! ([`Lanes::fmadd_lane`](crate::isa::Lanes::fmadd_lane)) against 5 loads,
-//! so the FMA pipes alone set the pace: llvm-mca puts the loop at 100% of
-//! the FMA throughput of Neoverse N1, V1, V2 and Apple M1 (PERF.md,
-//! `benches/neon_mca.py`). Broadcasting each A value instead (`ld1r`, as the
-//! x86 kernels do) reached 77%: `ld1r` takes a vector pipe from the FMAs.
-//! The other shapes that fit 32 registers do worse: 12×8 (NV = 2) needs
-//! more A loads per FMA, and 4×20 (NV = 5) has only 20 accumulators.
+//! so the FMA pipes alone set the pace (`benches/neon_mca.py`). Broadcasting
+//! each A value instead (`ld1r`, as the x86 kernels do) takes a vector pipe
+//! from the FMAs; the other shapes that fit 32 registers need more A loads
+//! per FMA (12×8) or have fewer accumulators (4×20). See `docs/design.md`.
 //!
 //! Products of one row run on a 1 × 16 vector kernel (see
 //! [`ONE_ROW_VECTORS`]).

@@ -215,7 +215,7 @@ unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bo
     unsafe {
         // A plain loop, not `array::from_fn`: at 16 vectors (the one-row
         // kernel) LLVM kept `from_fn` out of line, compiled without the
-        // ISA's features, and the loads became calls (4× slower).
+        // ISA's features, and the loads became calls.
         let mut bv = [V::splat(V::Elem::ZERO); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
             *bv = V::loadu(b.add(v * l));
