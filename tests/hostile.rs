@@ -188,7 +188,7 @@ fn huge_k_with_small_m_and_n() {
 
 /// Subnormal inputs and products give correct results on every path. (No
 /// flush-to-zero is set: results stay IEEE-exact, and on the AMD and Intel
-/// cores we target FMA on subnormals runs at full speed; see PERF.md.)
+/// cores we target FMA on subnormals runs at full speed; see docs/design.md.)
 #[test]
 fn subnormal_heavy_inputs() {
     let (m, k, n) = (13, 300, 17);
