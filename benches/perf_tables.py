@@ -59,7 +59,7 @@ def gemm_table(head):
     feature = " --features openblas" if has_openblas() else ""
     cmd = f"cargo bench --bench gemm_peers{feature}"
     out = sh(cmd)
-    keep = [l for l in out.splitlines() if l.startswith(("|", "###", "OpenBLAS", "densekit kernel")) or not l.strip()]
+    keep = [l for l in out.splitlines() if l.startswith(("|", "###", "OpenBLAS", "densekit kernel", "Command")) or not l.strip()]
     return f"{head}, command `{cmd}`\n\n" + "\n".join(keep).strip() + "\n"
 
 def criterion_table(head, bench, filt, groups, p1, p2):

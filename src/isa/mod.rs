@@ -108,6 +108,13 @@ impl Isa {
     /// [`dgemm`](crate::dgemm) and every other vectorized path use:
     /// [`Isa::best`], unless `DENSEKIT_ISA` names an available one. Read
     /// once per process.
+    ///
+    /// ```
+    /// use densekit::gemm::Isa;
+    /// let isa = Isa::selected();
+    /// assert!(isa.is_available());
+    /// println!("densekit runs its {} kernels here", isa.name());
+    /// ```
     pub fn selected() -> Isa {
         static SELECTED: OnceLock<Isa> = OnceLock::new();
         *SELECTED.get_or_init(|| {

@@ -382,6 +382,18 @@ impl Mlp {
     /// For repeated inference, [`Mlp::packed`] gives the same bits without
     /// copying any weight per call.
     ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::mlp::{Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[4, 8, 3], Activation::Relu, 1);
+    /// let x = [0.5f32; 2 * 4]; // a batch of 2
+    /// let mut ws = MlpWorkspace::new();
+    /// let logits = net.forward(MatRef::from_row_major(&x, 2, 4), &mut ws, Par::Seq).to_vec();
+    /// assert_eq!(logits.len(), 2 * 3);
+    /// assert_eq!(logits[..3], logits[3..]); // equal rows, equal logits
+    /// ```
+    ///
     /// # Panics
     /// If `x` does not have `sizes[0]` columns.
     #[track_caller]

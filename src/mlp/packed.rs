@@ -85,6 +85,19 @@ impl std::fmt::Debug for PackedMlp {
 impl Mlp {
     /// This network frozen for inference: [`PackedMlp::forward`] gives the
     /// same bits as [`Mlp::forward`] without copying any weight per call.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::mlp::{Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[4, 8, 3], Activation::Relu, 1);
+    /// let x: Vec<f32> = (0..3 * 4).map(|i| i as f32 / 12.0).collect();
+    /// let x = MatRef::from_row_major(&x, 3, 4);
+    /// let mut ws = MlpWorkspace::new();
+    /// let plain = net.forward(x, &mut ws, Par::Seq).to_vec();
+    /// let packed = net.packed();
+    /// assert_eq!(packed.forward(x, &mut ws, Par::Seq), &plain[..]); // the same bits
+    /// ```
     pub fn packed(&self) -> PackedMlp {
         let layers = (0..self.layers())
             .map(|layer| {

@@ -178,6 +178,16 @@ pub struct TrainData<'a> {
 
 impl<'a> TrainData<'a> {
     /// Training on `train`, scoring nothing else.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// use densekit::train::TrainData;
+    /// let all = Dataset::classification(vec![0.0f32, 1.0, 1.0, 0.0, 0.5, 0.5], 2, vec![0, 1, 0]).unwrap();
+    /// // The first two samples train; the last one validates.
+    /// let (train, val) = (all.rows(0..2), all.rows(2..3));
+    /// let data = TrainData::new(&train).with_val(&val);
+    /// assert_eq!((data.train.len(), data.val.map(|v| v.len())), (2, Some(1)));
+    /// ```
     pub fn new(train: &'a Dataset<'a>) -> Self {
         TrainData {
             train,
