@@ -34,6 +34,12 @@ pub enum Targets<'a> {
 
 impl Targets<'_> {
     /// The loss these targets train with.
+    ///
+    /// ```
+    /// use densekit::loss::{Loss, Targets};
+    /// assert_eq!(Targets::Classes(&[3, 1]).loss(), Loss::SoftmaxCrossEntropy);
+    /// assert_eq!(Targets::Values(&[0.5]).loss(), Loss::MeanSquaredError);
+    /// ```
     pub fn loss(&self) -> Loss {
         match self {
             Targets::Classes(_) => Loss::SoftmaxCrossEntropy,

@@ -132,6 +132,14 @@ pub struct Augmenter {
 impl Augmenter {
     /// An augmenter for `data`'s images, gathering in `order` if given.
     ///
+    /// ```
+    /// use densekit::data::{Augment, Augmenter, Dataset};
+    /// let images = Dataset::images(vec![0u8; 2 * 9], (3, 3), vec![0, 1]).unwrap();
+    /// assert!(Augmenter::new(Augment::Shift(1), &images, None).is_ok());
+    /// let flat = Dataset::classification(vec![0.0f32; 4], 2, vec![0, 1]).unwrap();
+    /// assert!(Augmenter::new(Augment::Shift(1), &flat, None).is_err()); // no image shape
+    /// ```
+    ///
     /// # Errors
     /// If `data` has no image shape, or `order` is not a permutation of
     /// its features.
@@ -169,6 +177,16 @@ impl Augmenter {
     /// Writes samples `rows` of `data`, each distorted as drawn for
     /// `(seed, epoch, sample)`, into `out` (`rows.len() × features`), on
     /// the threads `par` allows (the values do not depend on them).
+    ///
+    /// ```
+    /// use densekit::data::{Augment, Augmenter, Dataset};
+    /// use densekit::gemm::Par;
+    /// let images = Dataset::images(vec![255u8; 2 * 9], (3, 3), vec![0, 1]).unwrap();
+    /// let augmenter = Augmenter::new(Augment::None, &images, None).unwrap();
+    /// let mut x = vec![0.0f32; 2 * 9];
+    /// augmenter.gather(&images, &[1, 0], &mut x, 1, 0, Par::Seq);
+    /// assert!(x.iter().all(|&v| v == 1.0)); // undistorted, pixels / 255
+    /// ```
     ///
     /// # Panics
     /// If `data` is not the shape the augmenter was made for, `out` has the

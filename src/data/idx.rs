@@ -102,6 +102,19 @@ pub struct Idx {
 /// Reads an IDX file of unsigned bytes with the given magic number
 /// ([`LABELS_MAGIC`] or [`IMAGES_MAGIC`]), raw or gzipped.
 ///
+/// ```
+/// use densekit::data::idx::{read_idx, LABELS_MAGIC};
+/// let path = std::env::temp_dir().join(format!("densekit-doc-labels-{}", std::process::id()));
+/// // Magic, one dimension (3 labels), then the labels.
+/// let mut bytes = LABELS_MAGIC.to_be_bytes().to_vec();
+/// bytes.extend(3u32.to_be_bytes());
+/// bytes.extend([7u8, 0, 2]);
+/// std::fs::write(&path, bytes).unwrap();
+/// let idx = read_idx(&path, LABELS_MAGIC).unwrap();
+/// assert_eq!((idx.dims, idx.data), (vec![3], vec![7, 0, 2]));
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+///
 /// # Errors
 /// A [`DataError`] naming the file: unreadable, bad magic, truncated,
 /// trailing bytes, or overflowing dimensions.

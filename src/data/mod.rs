@@ -237,6 +237,15 @@ impl<'a> Dataset<'a> {
     /// Builds a data set from IDX images (`len × rows × cols` bytes) and
     /// labels.
     ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// use densekit::data::idx::Idx;
+    /// let images = Idx { dims: vec![2, 1, 2], data: vec![0, 255, 255, 0] };
+    /// let labels = Idx { dims: vec![2], data: vec![3, 9] };
+    /// let set = Dataset::from_idx(images, labels).unwrap();
+    /// assert_eq!((set.len(), set.image_shape(), set.labels()), (2, Some((1, 2)), Some(&[3, 9][..])));
+    /// ```
+    ///
     /// # Errors
     /// A message if the counts differ or a label is not below [`CLASSES`].
     pub fn from_idx(images: idx::Idx, labels: idx::Idx) -> Result<Dataset<'static>, String> {
@@ -258,6 +267,12 @@ impl<'a> Dataset<'a> {
     }
 
     /// Number of samples.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.0f32; 6], 3, vec![0, 1]).unwrap();
+    /// assert_eq!(set.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         match &self.targets {
             Targets::Labels(labels) => labels.len(),
@@ -266,22 +281,45 @@ impl<'a> Dataset<'a> {
     }
 
     /// Whether there are no samples.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// assert!(Dataset::classification(Vec::<f32>::new(), 3, Vec::new()).unwrap().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Features per sample (784 for 28×28 images).
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.0f32; 6], 3, vec![0, 1]).unwrap();
+    /// assert_eq!(set.feature_count(), 3);
+    /// ```
     pub fn feature_count(&self) -> usize {
         self.feature_count
     }
 
     /// `(rows, cols)` of each sample when the samples are images with their
     /// pixels in row-major order (IDX files give it); `None` otherwise.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let images = Dataset::images(vec![0u8; 2 * 6], (2, 3), vec![4, 7]).unwrap();
+    /// assert_eq!(images.image_shape(), Some((2, 3)));
+    /// ```
     pub fn image_shape(&self) -> Option<(usize, usize)> {
         self.image_shape
     }
 
     /// The class labels, one per sample, if this is a classification set.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.0f32; 4], 2, vec![1, 0]).unwrap();
+    /// assert_eq!(set.labels(), Some(&[1, 0][..]));
+    /// ```
     pub fn labels(&self) -> Option<&[u32]> {
         match &self.targets {
             Targets::Labels(labels) => Some(labels),
@@ -291,6 +329,13 @@ impl<'a> Dataset<'a> {
 
     /// The regression targets, `len × target_count` row-major, if this is
     /// a regression set.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::regression(vec![0.0f32; 4], 2, vec![0.5, -1.0], 1).unwrap();
+    /// assert_eq!(set.targets(), Some(&[0.5, -1.0][..]));
+    /// assert_eq!(set.labels(), None);
+    /// ```
     pub fn targets(&self) -> Option<&[f32]> {
         match &self.targets {
             Targets::Labels(_) => None,
@@ -299,6 +344,12 @@ impl<'a> Dataset<'a> {
     }
 
     /// Targets per sample of a regression set (`None` for class labels).
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::regression(vec![0.0f32; 4], 2, vec![0.5, -1.0, 2.0, 3.0], 2).unwrap();
+    /// assert_eq!(set.target_count(), Some(2));
+    /// ```
     pub fn target_count(&self) -> Option<usize> {
         match self.targets {
             Targets::Labels(_) => None,
@@ -308,6 +359,13 @@ impl<'a> Dataset<'a> {
 
     /// The loss a network trains on this set with: softmax cross-entropy
     /// for class labels, mean squared error for real targets.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// use densekit::loss::Loss;
+    /// let set = Dataset::regression(vec![0.0f32; 2], 1, vec![0.5, -1.0], 1).unwrap();
+    /// assert_eq!(set.loss(), Loss::MeanSquaredError);
+    /// ```
     pub fn loss(&self) -> Loss {
         match self.targets {
             Targets::Labels(_) => Loss::SoftmaxCrossEntropy,
@@ -316,6 +374,13 @@ impl<'a> Dataset<'a> {
     }
 
     /// The byte features, if the features are pixels.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let images = Dataset::images(vec![0u8, 255, 9, 1], (1, 2), vec![3, 5]).unwrap();
+    /// assert_eq!(images.pixels(), Some(&[0u8, 255, 9, 1][..]));
+    /// assert_eq!(images.values(), None);
+    /// ```
     pub fn pixels(&self) -> Option<&[u8]> {
         match &self.features {
             Features::Pixels(p) => Some(p),
@@ -324,6 +389,12 @@ impl<'a> Dataset<'a> {
     }
 
     /// The `f32` features, if they are not pixels.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.25f32, 0.5], 1, vec![0, 1]).unwrap();
+    /// assert_eq!(set.values(), Some(&[0.25f32, 0.5][..]));
+    /// ```
     pub fn values(&self) -> Option<&[f32]> {
         match &self.features {
             Features::Pixels(_) => None,
@@ -375,6 +446,15 @@ impl<'a> Dataset<'a> {
     }
 
     /// This set with its data copied if borrowed, free of the lender.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let features = vec![0.0f32; 4];
+    /// let borrowed = Dataset::classification(&features[..], 2, vec![0, 1]).unwrap();
+    /// let owned: Dataset<'static> = borrowed.into_owned();
+    /// drop(features);
+    /// assert_eq!(owned.len(), 2);
+    /// ```
     pub fn into_owned(self) -> Dataset<'static> {
         Dataset {
             features: match self.features {
@@ -524,6 +604,14 @@ impl<'a> Dataset<'a> {
     /// to `labels` for a classification set, else their `target_count`
     /// values each to `values`.
     ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.0f32; 3], 1, vec![4, 5, 6]).unwrap();
+    /// let (mut labels, mut values) = (Vec::new(), Vec::new());
+    /// set.gather_targets([2, 0], &mut labels, &mut values);
+    /// assert_eq!((labels, values.len()), (vec![6, 4], 0));
+    /// ```
+    ///
     /// # Panics
     /// If a row index is out of range.
     #[track_caller]
@@ -548,6 +636,12 @@ impl<'a> Dataset<'a> {
     /// trainer calls it for the next mini-batch, so gathering that batch
     /// does not wait on memory.
     ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let set = Dataset::classification(vec![0.0f32; 6], 2, vec![0, 1, 0]).unwrap();
+    /// set.prefetch_rows(&[2, 0]); // a hint only
+    /// ```
+    ///
     /// # Panics
     /// If a row index is out of range.
     #[track_caller]
@@ -566,6 +660,14 @@ impl<'a> Dataset<'a> {
     }
 
     /// Appends the features of the samples in `range` to `out`.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// let images = Dataset::images(vec![0u8, 255, 51, 102], (1, 2), vec![0, 1]).unwrap();
+    /// let mut x = Vec::new();
+    /// images.gather_range(1..2, &mut x);
+    /// assert_eq!(x, [0.2, 0.4]); // pixels / 255
+    /// ```
     ///
     /// # Panics
     /// If `range` is not within `0..len`.
@@ -701,6 +803,12 @@ pub const MNIST_FILES: [&str; 4] = [
 /// Loads MNIST (or any data set in its IDX layout under the same file
 /// names) from `dir`. Each file may be gzipped (`NAME.gz`, preferred) or raw
 /// (`NAME`); gzip is recognized by content, not name.
+///
+/// ```
+/// use densekit::data::load_mnist;
+/// let err = load_mnist("/no/such/folder").unwrap_err();
+/// assert!(err.to_string().contains("train-images-idx3-ubyte"));
+/// ```
 ///
 /// # Errors
 /// A [`DataError`] naming the file: missing (saying which names were tried),

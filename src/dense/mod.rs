@@ -64,6 +64,12 @@ pub struct Workspace<T> {
 
 impl<T: Element> Workspace<T> {
     /// An empty workspace; it grows on first use.
+    ///
+    /// ```
+    /// use densekit::dense::Workspace;
+    /// let ws = Workspace::<f32>::new(); // buffers grow on the first call that needs them
+    /// # drop(ws);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }

@@ -5,6 +5,12 @@ use crate::activation::Activation;
 use crate::gemm::{Accum, Element, MatMut, MatRef};
 
 /// `act(z)` in f64, computed from `z` the textbook way.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference;
+/// assert_eq!(reference::activate(Activation::LeakyRelu(0.5), -2.0), -1.0);
+/// ```
 pub fn activate(act: Activation, z: f64) -> f64 {
     match act {
         Activation::Identity => z,
@@ -29,6 +35,13 @@ pub fn activate(act: Activation, z: f64) -> f64 {
 
 /// `act'(z)` in f64, written as a function of the output `y = act(z)`
 /// (the form backward passes use), computed in separate unfused steps.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference;
+/// // Sigmoid's derivative from its output y: y·(1 − y).
+/// assert_eq!(reference::derivative_from_output(Activation::Sigmoid, 0.5), 0.25);
+/// ```
 pub fn derivative_from_output(act: Activation, y: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
@@ -46,6 +59,12 @@ pub fn derivative_from_output(act: Activation, y: f64) -> f64 {
 }
 
 /// `act'(z)` in f64, from `z`.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference;
+/// assert_eq!(reference::derivative(Activation::Tanh, 0.0), 1.0);
+/// ```
 pub fn derivative(act: Activation, z: f64) -> f64 {
     match act {
         Activation::Identity => 1.0,
@@ -66,6 +85,14 @@ pub fn derivative(act: Activation, z: f64) -> f64 {
 }
 
 /// `z = x·wᵀ + b` in f64, row-major (batch × out).
+///
+/// ```
+/// use densekit::dense::reference;
+/// use densekit::gemm::MatRef;
+/// let (x, w) = ([1.0f32, 2.0], [3.0f32, 4.0]); // one sample, one output
+/// let z = reference::pre_activation(MatRef::from_row_major(&x, 1, 2), MatRef::from_row_major(&w, 1, 2), Some(&[0.5]));
+/// assert_eq!(z, [11.5]);
+/// ```
 pub fn pre_activation<T: Element>(x: MatRef<'_, T>, w: MatRef<'_, T>, b: Option<&[T]>) -> Vec<f64> {
     let ((batch, inputs), outputs) = (x.shape(), w.nrows());
     let mut z = Vec::with_capacity(batch * outputs);
@@ -81,6 +108,17 @@ pub fn pre_activation<T: Element>(x: MatRef<'_, T>, w: MatRef<'_, T>, b: Option<
 }
 
 /// Unfused forward: `y ← act(x·wᵀ + b + β·y)`.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference;
+/// use densekit::gemm::{Accum, MatMut, MatRef};
+/// let (x, w) = ([1.0f32, -2.0], [1.0f32, 1.0]);
+/// let mut y = [0.0f32];
+/// reference::forward(MatMut::from_row_major(&mut y, 1, 1), Accum::Replace,
+///     MatRef::from_row_major(&x, 1, 2), MatRef::from_row_major(&w, 1, 2), None, Activation::Relu);
+/// assert_eq!(y, [0.0]); // relu(1 − 2)
+/// ```
 pub fn forward<T: Element>(
     mut y: MatMut<'_, T>,
     accum: Accum<T>,
@@ -119,6 +157,17 @@ pub struct ReferenceGrads {
 
 /// Unfused backward from the layer's output `y`, as separate passes:
 /// `dz = dy ⊙ act'(y)`, then `db = Σ dz`, `dw = dzᵀ·x + λ·w`, `dx = dz·w`.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference;
+/// use densekit::gemm::MatRef;
+/// let (x, w) = ([1.0f32, 2.0], [0.5f32, 0.5]);
+/// let (y, dy) = ([1.5f32], [1.0f32]); // relu(x·wᵀ) = 1.5, upstream gradient 1
+/// fn m(v: &[f32], r: usize, c: usize) -> MatRef<'_, f32> { MatRef::from_row_major(v, r, c) }
+/// let g = reference::backward(m(&x, 1, 2), m(&w, 1, 2), m(&y, 1, 1), m(&dy, 1, 1), Activation::Relu, None);
+/// assert_eq!((g.dw, g.db, g.dx), (vec![1.0, 2.0], vec![1.0], vec![0.5, 0.5]));
+/// ```
 pub fn backward<T: Element>(
     x: MatRef<'_, T>,
     w: MatRef<'_, T>,

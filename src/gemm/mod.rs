@@ -49,6 +49,12 @@ pub enum Accum<T> {
 
 impl<T: Element> Accum<T> {
     /// The BLAS β this corresponds to.
+    ///
+    /// ```
+    /// use densekit::gemm::Accum;
+    /// assert_eq!(Accum::<f32>::Add.beta(), 1.0);
+    /// assert_eq!(Accum::Scaled(0.5f32).beta(), 0.5);
+    /// ```
     pub fn beta(self) -> T {
         match self {
             Accum::Replace => T::ZERO,

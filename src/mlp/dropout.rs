@@ -33,6 +33,12 @@ pub struct Dropout<'a> {
 
 impl Dropout<'_> {
     /// The drop probability of hidden layer `layer` (0 if none is given).
+    ///
+    /// ```
+    /// use densekit::mlp::Dropout;
+    /// let dropout = Dropout { rates: &[0.2, 0.3], seed: 1, step: 0 };
+    /// assert_eq!((dropout.rate(0), dropout.rate(1), dropout.rate(2)), (0.2, 0.3, 0.0));
+    /// ```
     pub fn rate(&self, layer: usize) -> f32 {
         match self.rates {
             [] => 0.0,
@@ -43,6 +49,15 @@ impl Dropout<'_> {
 
     /// Whether element `element` (row-major index in the batch's
     /// `batch × width` outputs) of hidden layer `layer` is kept.
+    ///
+    /// ```
+    /// use densekit::mlp::Dropout;
+    /// let none = Dropout { rates: &[0.0], seed: 1, step: 0 };
+    /// assert!((0..1000).all(|e| none.keeps(0, e)));
+    /// let a = Dropout { rates: &[0.5], seed: 1, step: 0 };
+    /// let b = Dropout { step: 1, ..a };
+    /// assert!((0..1000).any(|e| a.keeps(0, e) != b.keeps(0, e))); // a new mask every step
+    /// ```
     pub fn keeps(&self, layer: usize, element: usize) -> bool {
         let threshold = drop_threshold(self.rate(layer));
         hash(self.layer_key(layer), element) >= threshold
