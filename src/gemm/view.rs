@@ -140,28 +140,50 @@ impl Layout {
 }
 
 macro_rules! common_view_methods {
-    () => {
+    ($view:ident, $data:literal) => {
         /// Number of rows.
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [0.0f32; 6];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_row_major(", $data, ", 2, 3);")]
+        /// assert_eq!((m.nrows(), m.ncols(), m.shape()), (2, 3, (2, 3)));
+        /// ```
         pub fn nrows(&self) -> usize {
             self.layout.rows
         }
-        /// Number of columns.
+        /// Number of columns (see [`nrows`](Self::nrows)).
         pub fn ncols(&self) -> usize {
             self.layout.cols
         }
-        /// `(rows, cols)`.
+        /// `(rows, cols)` (see [`nrows`](Self::nrows)).
         pub fn shape(&self) -> (usize, usize) {
             (self.layout.rows, self.layout.cols)
         }
         /// Distance in elements between `(i, j)` and `(i + 1, j)`.
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [0.0f32; 6];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_col_major(", $data, ", 2, 3);")]
+        /// assert_eq!((m.row_stride(), m.col_stride()), (1, 2));
+        /// ```
         pub fn row_stride(&self) -> isize {
             self.layout.rs
         }
-        /// Distance in elements between `(i, j)` and `(i, j + 1)`.
+        /// Distance in elements between `(i, j)` and `(i, j + 1)` (see
+        /// [`row_stride`](Self::row_stride)).
         pub fn col_stride(&self) -> isize {
             self.layout.cs
         }
         /// Element `(i, j)`.
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [1.0f32, 2.0, 3.0, 4.0];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_row_major(", $data, ", 2, 2);")]
+        /// assert_eq!(m.get(1, 0), 3.0);
+        /// ```
         ///
         /// # Panics
         /// If `i ≥ nrows()` or `j ≥ ncols()`.
@@ -266,7 +288,7 @@ impl<'a, T> MatRef<'a, T> {
         self.layout.row_span(i).map(|span| &self.data[span])
     }
 
-    common_view_methods!();
+    common_view_methods!(MatRef, "&data");
 
     /// Columns `first..first + count` as a view of the same elements.
     ///
@@ -412,7 +434,7 @@ impl<'a, T> MatMut<'a, T> {
         }
     }
 
-    common_view_methods!();
+    common_view_methods!(MatMut, "&mut data");
 
     /// Sets element `(i, j)`.
     ///
