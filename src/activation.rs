@@ -22,8 +22,24 @@ use crate::isa::{Lanes, MAX_LANES, Simd, SimdFn, VectorOf, dispatch};
 use crate::simd::{self, map_lanes};
 
 /// Largest error of [`Activation::Sigmoid`] in f32 ulps (see the module docs).
+///
+/// ```
+/// use densekit::activation::{Activation, SIGMOID_MAX_ULP};
+/// // The fused sigmoid stays within this many ulps of the exact value.
+/// let mut y = [0.5f32];
+/// Activation::Sigmoid.apply(&mut y);
+/// let exact = 1.0 / (1.0 + (-0.5f64).exp());
+/// assert!((f64::from(y[0]) - exact).abs() <= f64::from(SIGMOID_MAX_ULP) * f64::from(f32::EPSILON));
+/// ```
 pub const SIGMOID_MAX_ULP: u32 = 2;
 /// Largest error of [`Activation::Tanh`] in f32 ulps (see the module docs).
+///
+/// ```
+/// use densekit::activation::{Activation, TANH_MAX_ULP};
+/// let mut y = [0.5f32];
+/// Activation::Tanh.apply(&mut y);
+/// assert!((f64::from(y[0]) - 0.5f64.tanh()).abs() <= f64::from(TANH_MAX_ULP) * f64::from(f32::EPSILON));
+/// ```
 pub const TANH_MAX_ULP: u32 = 2;
 
 /// An elementwise activation, carrying its parameters.
@@ -58,9 +74,19 @@ pub enum Activation {
 
 /// The slope `leaky-relu` parses to when none is given (PyTorch's
 /// `nn.LeakyReLU` default).
+///
+/// ```
+/// use densekit::activation::{Activation, DEFAULT_LEAKY_SLOPE};
+/// assert_eq!("leaky-relu".parse::<Activation>(), Ok(Activation::LeakyRelu(DEFAULT_LEAKY_SLOPE)));
+/// ```
 pub const DEFAULT_LEAKY_SLOPE: f32 = 0.01;
 /// The initial slope `prelu` parses to when none is given (PyTorch's
 /// `nn.PReLU` default).
+///
+/// ```
+/// use densekit::activation::{Activation, DEFAULT_PRELU_SLOPE};
+/// assert_eq!("prelu".parse::<Activation>(), Ok(Activation::PRelu(DEFAULT_PRELU_SLOPE)));
+/// ```
 pub const DEFAULT_PRELU_SLOPE: f32 = 0.25;
 
 /// The names the model file, checkpoints and `train_mnist --activation`
@@ -86,6 +112,12 @@ impl std::fmt::Display for Activation {
 }
 
 /// Why a text is not an [`Activation`].
+///
+/// ```
+/// use densekit::activation::Activation;
+/// let err = "swish".parse::<Activation>().unwrap_err();
+/// assert!(err.to_string().contains("swish"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseActivationError(String);
 
@@ -152,6 +184,14 @@ impl Activation {
     ///
     /// # Errors
     /// A message naming the bad parameter.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// assert!(Activation::LeakyRelu(0.01).validate().is_ok());
+    /// assert!(Activation::LeakyRelu(f32::NAN).validate().is_err());
+    /// assert!(Activation::PRelu(0.0).validate().is_err()); // PReLU's slope must be positive
+    /// ```
     pub fn validate(self) -> Result<(), String> {
         match self {
             Activation::LeakyRelu(a) if !(a.is_finite() && a >= 0.0) => {

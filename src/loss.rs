@@ -4,6 +4,15 @@ use crate::gemm::{Element, MatMut, MatRef};
 
 /// The losses a network trains with, each with the metric reported
 /// beside it.
+///
+/// ```
+/// use densekit::data::Dataset;
+/// use densekit::loss::Loss;
+/// // A data set's targets choose its loss.
+/// let classes = Dataset::classification(vec![0.0f32, 1.0], 1, vec![0, 1]).unwrap();
+/// let values = Dataset::regression(vec![0.0f32, 1.0], 1, vec![0.5, 1.5], 1).unwrap();
+/// assert_eq!((classes.loss(), values.loss()), (Loss::SoftmaxCrossEntropy, Loss::MeanSquaredError));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
     /// Softmax over the outputs, then cross-entropy against a class label

@@ -15,11 +15,30 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Magic number of an IDX file of unsigned bytes with one dimension (labels).
+///
+/// ```
+/// use densekit::data::idx::LABELS_MAGIC;
+/// // The first four bytes of train-labels-idx1-ubyte.
+/// assert_eq!(LABELS_MAGIC.to_be_bytes(), [0, 0, 8, 1]);
+/// ```
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Magic number of an IDX file of unsigned bytes with three dimensions (images).
+///
+/// ```
+/// use densekit::data::idx::IMAGES_MAGIC;
+/// // The first four bytes of train-images-idx3-ubyte.
+/// assert_eq!(IMAGES_MAGIC.to_be_bytes(), [0, 0, 8, 3]);
+/// ```
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 
 /// An error reading a data file: which file, and what is wrong with it.
+///
+/// ```
+/// use densekit::data::idx::{read_idx, DataErrorKind, LABELS_MAGIC};
+/// let err = read_idx("/no/such/labels", LABELS_MAGIC).unwrap_err();
+/// assert!(matches!(err.kind, DataErrorKind::Io(_)));
+/// assert!(err.to_string().starts_with("/no/such/labels: "));
+/// ```
 #[derive(Debug)]
 pub struct DataError {
     /// The file involved.
@@ -29,6 +48,19 @@ pub struct DataError {
 }
 
 /// What went wrong with a data file.
+///
+/// ```
+/// use densekit::data::idx::{read_idx, DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC};
+/// let path = std::env::temp_dir().join(format!("densekit-doc-kind-{}", std::process::id()));
+/// // A labels file where images are expected.
+/// let mut bytes = LABELS_MAGIC.to_be_bytes().to_vec();
+/// bytes.extend(1u32.to_be_bytes());
+/// bytes.push(3);
+/// std::fs::write(&path, bytes).unwrap();
+/// let err = read_idx(&path, IMAGES_MAGIC).unwrap_err();
+/// assert!(matches!(err.kind, DataErrorKind::BadMagic { expected: IMAGES_MAGIC, found: LABELS_MAGIC }));
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 #[derive(Debug)]
 pub enum DataErrorKind {
     /// The file could not be opened or read.
@@ -91,6 +123,15 @@ impl std::error::Error for DataError {
 }
 
 /// A parsed IDX file of unsigned bytes.
+///
+/// ```
+/// use densekit::data::{idx::Idx, Dataset};
+/// // Two 2×2 images and their labels, as read from IDX files.
+/// let images = Idx { dims: vec![2, 2, 2], data: vec![0, 255, 0, 0, 9, 9, 9, 9] };
+/// let labels = Idx { dims: vec![2], data: vec![4, 7] };
+/// let data = Dataset::from_idx(images, labels).unwrap();
+/// assert_eq!((data.len(), data.image_shape()), (2, Some((2, 2))));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Idx {
     /// The dimensions, outermost first (`[count, rows, cols]` for images).

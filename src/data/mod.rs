@@ -35,6 +35,11 @@ use crate::par::Par;
 use idx::{DataError, DataErrorKind, IMAGES_MAGIC, LABELS_MAGIC, read_idx};
 
 /// Number of classes in MNIST and its drop-in variants.
+///
+/// ```
+/// use densekit::data::CLASSES;
+/// assert_eq!(CLASSES, 10); // the digits 0–9
+/// ```
 pub const CLASSES: usize = 10;
 
 /// A data set: `len` samples of `feature_count` features, row-major, and a
@@ -47,6 +52,15 @@ pub const CLASSES: usize = 10;
 /// Byte features (pixels) stay bytes, a quarter of the memory traffic of
 /// `f32`, and become `pixel / 255` when rows are gathered, as the lecture
 /// normalizes them.
+///
+/// ```
+/// use densekit::data::Dataset;
+/// // Four samples of two features (XOR), borrowed from the caller.
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let labels = [0u32, 1, 1, 0];
+/// let xor = Dataset::classification(&x[..], 2, &labels[..]).unwrap();
+/// assert_eq!((xor.len(), xor.feature_count(), xor.labels()), (4, 2, Some(&labels[..])));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset<'a> {
     features: Features<'a>,
@@ -91,6 +105,12 @@ impl Targets<'_> {
 
 /// Why a [`Dataset`] could not be built: shapes that do not fit, or a
 /// value that cannot be trained on. The message names the sample.
+///
+/// ```
+/// use densekit::data::Dataset;
+/// let err = Dataset::classification(vec![1.0, f32::NAN], 1, vec![0, 1]).unwrap_err();
+/// assert!(err.to_string().contains("sample 1"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatasetError(String);
 
@@ -783,6 +803,16 @@ pub fn pixel_to_feature(pixel: u8) -> f32 {
 }
 
 /// MNIST's training and test sets.
+///
+/// ```
+/// use densekit::data::{load_mnist, Mnist};
+/// // With the four MNIST files in `dir` (this repository's data/mnist):
+/// fn sizes(dir: &str) -> Result<(usize, usize), densekit::data::idx::DataError> {
+///     let Mnist { train, test } = load_mnist(dir)?;
+///     Ok((train.len(), test.len()))
+/// }
+/// assert!(sizes("/no/such/folder").is_err());
+/// ```
 #[derive(Clone, Debug)]
 pub struct Mnist {
     /// 60,000 samples in the original.
@@ -793,6 +823,11 @@ pub struct Mnist {
 
 /// The four MNIST file names (without `.gz`): train images, train labels,
 /// test images, test labels.
+///
+/// ```
+/// use densekit::data::MNIST_FILES;
+/// assert_eq!(MNIST_FILES[0], "train-images-idx3-ubyte");
+/// ```
 pub const MNIST_FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

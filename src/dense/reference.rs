@@ -143,6 +143,17 @@ pub fn forward<T: Element>(
 }
 
 /// Gradients in f64, all row-major.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::dense::reference::{self, ReferenceGrads};
+/// use densekit::gemm::MatRef;
+/// let (x, w, y, dy) = ([2.0f64], [3.0f64], [6.0f64], [1.0f64]); // y = x·wᵀ
+/// let ReferenceGrads { dw, db, dx, slope } = reference::backward(
+///     MatRef::from_row_major(&x, 1, 1), MatRef::from_row_major(&w, 1, 1),
+///     MatRef::from_row_major(&y, 1, 1), MatRef::from_row_major(&dy, 1, 1), Activation::Identity, None);
+/// assert_eq!((dw, db, dx, slope), (vec![2.0], vec![1.0], vec![3.0], 0.0));
+/// ```
 pub struct ReferenceGrads {
     /// `(out, in)`.
     pub dw: Vec<f64>,

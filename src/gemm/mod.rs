@@ -37,6 +37,19 @@ pub(crate) fn f32_sliver_rows(isa: Isa) -> usize {
 }
 
 /// What happens to the previous contents of C.
+///
+/// ```
+/// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+/// let (a, b) = ([2.0f32], [3.0f32]);
+/// let mut c = [1.0f32];
+/// let (av, bv) = (MatRef::from_row_major(&a, 1, 1), MatRef::from_row_major(&b, 1, 1));
+/// gemm(MatMut::from_row_major(&mut c, 1, 1), Accum::Add, av, bv, 1.0, Par::Seq);
+/// assert_eq!(c, [7.0]); // 1 + 2·3
+/// gemm(MatMut::from_row_major(&mut c, 1, 1), Accum::Scaled(0.5), av, bv, 1.0, Par::Seq);
+/// assert_eq!(c, [9.5]); // 0.5·7 + 6
+/// gemm(MatMut::from_row_major(&mut c, 1, 1), Accum::Replace, av, bv, 1.0, Par::Seq);
+/// assert_eq!(c, [6.0]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Accum<T> {
     /// `C ← α·A·B`. C is never read, so it may hold NaN or garbage.

@@ -153,10 +153,24 @@ macro_rules! common_view_methods {
             self.layout.rows
         }
         /// Number of columns (see [`nrows`](Self::nrows)).
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [0.0f32; 6];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_row_major(", $data, ", 3, 2);")]
+        /// assert_eq!(m.ncols(), 2);
+        /// ```
         pub fn ncols(&self) -> usize {
             self.layout.cols
         }
         /// `(rows, cols)` (see [`nrows`](Self::nrows)).
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [0.0f32; 6];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_row_major(", $data, ", 3, 2);")]
+        /// assert_eq!(m.shape(), (3, 2));
+        /// ```
         pub fn shape(&self) -> (usize, usize) {
             (self.layout.rows, self.layout.cols)
         }
@@ -173,6 +187,13 @@ macro_rules! common_view_methods {
         }
         /// Distance in elements between `(i, j)` and `(i, j + 1)` (see
         /// [`row_stride`](Self::row_stride)).
+        ///
+        /// ```
+        #[doc = concat!("use densekit::gemm::", stringify!($view), ";")]
+        #[doc = concat!("let mut data = [0.0f32; 6];")]
+        #[doc = concat!("let m = ", stringify!($view), "::from_row_major(", $data, ", 3, 2);")]
+        /// assert_eq!(m.col_stride(), 1);
+        /// ```
         pub fn col_stride(&self) -> isize {
             self.layout.cs
         }
@@ -229,6 +250,14 @@ impl<'a, T> MatRef<'a, T> {
     ///
     /// # Panics
     /// If `data.len() != rows · cols`.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::MatRef;
+    /// let data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let m = MatRef::from_row_major(&data, 2, 3);
+    /// assert_eq!((m.get(1, 0), m.row_stride(), m.col_stride()), (4.0, 3, 1));
+    /// ```
     #[track_caller]
     pub fn from_row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         let layout = Layout::contiguous("MatRef::from_row_major", data.len(), rows, cols, true);
@@ -239,6 +268,14 @@ impl<'a, T> MatRef<'a, T> {
     ///
     /// # Panics
     /// If `data.len() != rows · cols`.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::MatRef;
+    /// let data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let m = MatRef::from_col_major(&data, 2, 3);
+    /// assert_eq!((m.get(1, 0), m.get(0, 1)), (2.0, 3.0));
+    /// ```
     #[track_caller]
     pub fn from_col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         let layout = Layout::contiguous("MatRef::from_col_major", data.len(), rows, cols, false);
@@ -264,6 +301,13 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// The transposed view (`cols × rows`), without copying.
+    ///
+    /// ```
+    /// use densekit::gemm::MatRef;
+    /// let data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let m = MatRef::from_row_major(&data, 2, 3).t();
+    /// assert_eq!((m.shape(), m.get(2, 1)), ((3, 2), 6.0));
+    /// ```
     pub fn t(self) -> Self {
         MatRef {
             data: self.data,
@@ -372,6 +416,15 @@ impl<'a, T> MatMut<'a, T> {
     ///
     /// # Panics
     /// If `data.len() != rows · cols`.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [0.0f32; 6];
+    /// let mut m = MatMut::from_row_major(&mut data, 2, 3);
+    /// m.set(1, 0, 4.0);
+    /// assert_eq!(data, [0.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn from_row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         let layout = Layout::contiguous("MatMut::from_row_major", data.len(), rows, cols, true);
@@ -382,6 +435,15 @@ impl<'a, T> MatMut<'a, T> {
     ///
     /// # Panics
     /// If `data.len() != rows · cols`.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [0.0f32; 6];
+    /// let mut m = MatMut::from_col_major(&mut data, 2, 3);
+    /// m.set(1, 0, 4.0);
+    /// assert_eq!(data, [0.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn from_col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         let layout = Layout::contiguous("MatMut::from_col_major", data.len(), rows, cols, false);
@@ -411,6 +473,14 @@ impl<'a, T> MatMut<'a, T> {
     }
 
     /// The transposed view (`cols × rows`), without copying.
+    ///
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [0.0f32; 6];
+    /// let mut m = MatMut::from_row_major(&mut data, 2, 3).t(); // 3×2
+    /// m.set(2, 1, 1.0);
+    /// assert_eq!(data, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+    /// ```
     pub fn t(self) -> Self {
         MatMut {
             data: self.data,
@@ -419,6 +489,13 @@ impl<'a, T> MatMut<'a, T> {
     }
 
     /// A read-only view of the same elements.
+    ///
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [1.0f32, 2.0];
+    /// let m = MatMut::from_row_major(&mut data, 1, 2);
+    /// assert_eq!(m.as_ref().get(0, 1), 2.0);
+    /// ```
     pub fn as_ref(&self) -> MatRef<'_, T> {
         MatRef {
             data: self.data,
@@ -427,6 +504,19 @@ impl<'a, T> MatMut<'a, T> {
     }
 
     /// Reborrows the view, so it can be passed on and used again afterwards.
+    ///
+    /// ```
+    /// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+    /// let one = [1.0f32];
+    /// let mut data = [0.0f32];
+    /// let mut c = MatMut::from_row_major(&mut data, 1, 1);
+    /// // `gemm` takes the view by value: lend it twice with rb_mut.
+    /// for _ in 0..2 {
+    ///     gemm(c.rb_mut(), Accum::Add, MatRef::from_row_major(&one, 1, 1),
+    ///         MatRef::from_row_major(&one, 1, 1), 1.0, Par::Seq);
+    /// }
+    /// assert_eq!(c.as_ref().get(0, 0), 2.0);
+    /// ```
     pub fn rb_mut(&mut self) -> MatMut<'_, T> {
         MatMut {
             data: self.data,
@@ -440,6 +530,15 @@ impl<'a, T> MatMut<'a, T> {
     ///
     /// # Panics
     /// If `i ≥ nrows()` or `j ≥ ncols()`.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::MatMut;
+    /// let mut data = [0.0f64; 4];
+    /// let mut m = MatMut::from_row_major(&mut data, 2, 2);
+    /// m.set(0, 1, 5.0);
+    /// assert_eq!(m.as_ref().get(0, 1), 5.0);
+    /// ```
     #[track_caller]
     pub fn set(&mut self, i: usize, j: usize, value: T) {
         let at = self.layout.index(i, j);

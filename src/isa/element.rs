@@ -25,6 +25,19 @@ pub(crate) use sealed::Sealed;
 ///
 /// The trait is sealed: the kernels, packing and blocking are tuned per type,
 /// so only the types the crate ships kernels for implement it.
+///
+/// ```
+/// use densekit::gemm::{gemm, Accum, Element, MatMut, MatRef, Par};
+/// // Code generic over f32 and f64: a dot product of two vectors as a 1×1 GEMM.
+/// fn dot<T: Element>(x: &[T], y: &[T]) -> T {
+///     let mut c = [T::ZERO];
+///     gemm(MatMut::from_row_major(&mut c, 1, 1), Accum::Replace,
+///         MatRef::from_row_major(x, 1, x.len()), MatRef::from_row_major(y, y.len(), 1), T::ONE, Par::Seq);
+///     c[0]
+/// }
+/// assert_eq!(dot(&[1.0f32, 2.0], &[3.0, 4.0]), 11.0);
+/// assert_eq!(dot(&[1.0f64, 2.0], &[3.0, 4.0]), 11.0);
+/// ```
 pub trait Element:
     sealed::Sealed
     + bytemuck::Pod
@@ -53,8 +66,18 @@ pub trait Element:
     const DENORM_MIN: Self;
 
     /// Widens to `f64` (exact for both types).
+    ///
+    /// ```
+    /// use densekit::gemm::Element;
+    /// assert_eq!(0.1f32.to_f64(), f64::from(0.1f32));
+    /// ```
     fn to_f64(self) -> f64;
     /// Rounds an `f64` to this type.
+    ///
+    /// ```
+    /// use densekit::gemm::Element;
+    /// assert_eq!(f32::from_f64(0.1), 0.1f32);
+    /// ```
     fn from_f64(x: f64) -> Self;
 }
 

@@ -39,6 +39,12 @@ pub use x86::{Avx2Fma, Avx512, F32x8, F32x16, F64x4, F64x8};
 
 /// Environment variable that forces a kernel path: `scalar`, `avx2`,
 /// `avx512` or `neon`.
+///
+/// ```
+/// use densekit::gemm::ISA_ENV_VAR;
+/// // `DENSEKIT_ISA=scalar cargo test` runs every kernel on the portable path.
+/// assert_eq!(ISA_ENV_VAR, "DENSEKIT_ISA");
+/// ```
 pub const ISA_ENV_VAR: &str = "DENSEKIT_ISA";
 
 /// An instruction set densekit has kernels for.
@@ -46,6 +52,18 @@ pub const ISA_ENV_VAR: &str = "DENSEKIT_ISA";
 /// Availability is decided per ISA by [`Isa::is_available`], from the CPU
 /// features that ISA's code is compiled with; no order between ISAs is
 /// implied (they span architectures).
+///
+/// ```
+/// use densekit::gemm::{gemm_with_isa, Accum, Isa, MatMut, MatRef, Par};
+/// // Every available kernel path gives the same product for exact inputs.
+/// let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [5.0f32, 6.0, 7.0, 8.0]);
+/// for isa in Isa::available() {
+///     let mut c = [0.0f32; 4];
+///     gemm_with_isa(isa, MatMut::from_row_major(&mut c, 2, 2), Accum::Replace,
+///         MatRef::from_row_major(&a, 2, 2), MatRef::from_row_major(&b, 2, 2), 1.0, Par::Seq).unwrap();
+///     assert_eq!(c, [19.0, 22.0, 43.0, 50.0], "{isa}");
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
     /// Portable Rust, no intrinsics; runs everywhere.
@@ -89,6 +107,13 @@ impl Isa {
     }
 
     /// The ISAs this CPU can run, best last.
+    ///
+    /// ```
+    /// use densekit::gemm::Isa;
+    /// let isas = Isa::available();
+    /// assert_eq!(isas[0], Isa::Scalar); // always there
+    /// assert_eq!(isas.last(), Some(&Isa::best()));
+    /// ```
     pub fn available() -> Vec<Isa> {
         Isa::ALL
             .into_iter()
@@ -97,6 +122,11 @@ impl Isa {
     }
 
     /// The best ISA this CPU supports.
+    ///
+    /// ```
+    /// use densekit::gemm::Isa;
+    /// assert!(Isa::best().is_available());
+    /// ```
     pub fn best() -> Isa {
         Isa::ALL
             .into_iter()
@@ -171,6 +201,13 @@ impl Isa {
     }
 
     /// Short lowercase name, as accepted by [`Isa::from_name`].
+    ///
+    /// ```
+    /// use densekit::gemm::Isa;
+    /// for isa in Isa::ALL {
+    ///     assert_eq!(Isa::from_name(isa.name()), Some(isa));
+    /// }
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
@@ -200,6 +237,17 @@ pub(crate) fn note_run(isa: Isa) {
 }
 
 /// Returned when a caller asks for an ISA this CPU does not have.
+///
+/// ```
+/// use densekit::gemm::{gemm_with_isa, Accum, Isa, IsaUnavailable, MatMut, MatRef, Par};
+/// // NEON exists only on aarch64, AVX-512 only on x86-64: one of them is missing here.
+/// let missing = if cfg!(target_arch = "aarch64") { Isa::Avx512 } else { Isa::Neon };
+/// let mut c = [0.0f32];
+/// let one = [1.0f32];
+/// let result = gemm_with_isa(missing, MatMut::from_row_major(&mut c, 1, 1), Accum::Replace,
+///     MatRef::from_row_major(&one, 1, 1), MatRef::from_row_major(&one, 1, 1), 1.0, Par::Seq);
+/// assert_eq!(result, Err(IsaUnavailable(missing)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IsaUnavailable(pub Isa);
 

@@ -24,9 +24,25 @@ use crate::activation::Activation;
 const FORMAT: &str = "densekit-mlp";
 /// The `normalization` note of a model trained on pixels read as
 /// `pixel / 255` (see [`Mlp::save_with_metadata`]).
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::mlp::{Mlp, NORMALIZATION};
+/// let path = std::env::temp_dir().join(format!("densekit-doc-norm-{}.safetensors", std::process::id()));
+/// Mlp::new(&[4, 2], Activation::Relu, 1).save_with_metadata(&path, &[("normalization", NORMALIZATION)]).unwrap();
+/// assert_eq!(Mlp::metadata(&path).unwrap()["normalization"], "pixels/255");
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
 pub const NORMALIZATION: &str = "pixels/255";
 
 /// An error saving or loading a model file.
+///
+/// ```
+/// use densekit::mlp::Mlp;
+/// let err = Mlp::load("/no/such/model.safetensors").unwrap_err();
+/// assert_eq!(err.path, std::path::Path::new("/no/such/model.safetensors"));
+/// assert!(err.to_string().starts_with("/no/such/model.safetensors: "));
+/// ```
 #[derive(Debug)]
 pub struct ModelError {
     /// The file.
@@ -241,6 +257,17 @@ impl Mlp {
     /// # Errors
     /// A [`ModelError`] naming the file if it is unreadable or not
     /// safetensors.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let path = std::env::temp_dir().join(format!("densekit-doc-meta-{}.safetensors", std::process::id()));
+    /// Mlp::new(&[3, 2], Activation::Tanh, 1).save_with_metadata(&path, &[("data", "iris")]).unwrap();
+    /// let notes = Mlp::metadata(&path).unwrap();
+    /// assert_eq!(notes["data"], "iris");
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn metadata(path: impl AsRef<Path>) -> Result<HashMap<String, String>, ModelError> {
         read_file(path.as_ref(), |file, len| {
             Ok(TensorFile::open(file, len, "model")?.all_metadata())
@@ -251,6 +278,19 @@ impl Mlp {
     ///
     /// # Errors
     /// As [`load`](Self::load).
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[3, 4, 2], Activation::Relu, 5);
+    /// let path = std::env::temp_dir().join(format!("densekit-doc-bytes-{}.safetensors", std::process::id()));
+    /// net.save(&path).unwrap();
+    /// let bytes = std::fs::read(&path).unwrap();
+    /// assert_eq!(Mlp::from_safetensors(&bytes).unwrap(), net);
+    /// assert!(Mlp::from_safetensors(b"not a model").is_err());
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn from_safetensors(bytes: &[u8]) -> Result<Mlp, String> {
         read_model(std::io::Cursor::new(bytes), bytes.len() as u64)
     }

@@ -74,6 +74,11 @@ impl Init {
     ];
 
     /// This scheme's name in [`NAMES`](Self::NAMES).
+    ///
+    /// ```
+    /// use densekit::mlp::Init;
+    /// assert_eq!(Init::HeNormal.name(), "he-normal");
+    /// ```
     pub fn name(self) -> &'static str {
         let at = Init::ALL
             .iter()

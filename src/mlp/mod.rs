@@ -48,6 +48,18 @@ use crate::loss::{Targets, mse, softmax_cross_entropy};
 
 /// A multilayer perceptron: `sizes[0]` inputs, `sizes[last]` outputs (class
 /// logits, or regression values).
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::gemm::{MatRef, Par};
+/// use densekit::mlp::{Mlp, MlpWorkspace};
+/// // The lecture's XOR: two inputs, a hidden layer, two classes.
+/// let net = Mlp::new(&[2, 4, 2], Activation::Tanh, 1);
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let mut ws = MlpWorkspace::new();
+/// let logits = net.forward(MatRef::from_row_major(&x, 4, 2), &mut ws, Par::Seq);
+/// assert_eq!(logits.len(), 4 * 2);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     sizes: Vec<usize>,
@@ -56,6 +68,18 @@ pub struct Mlp {
 }
 
 /// Buffers reused across steps (activations, their gradients, kernel scratch).
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::gemm::{MatRef, Par};
+/// use densekit::mlp::{Mlp, MlpWorkspace};
+/// let net = Mlp::new(&[3, 5, 2], Activation::Relu, 1);
+/// let mut ws = MlpWorkspace::new(); // reused by every call below
+/// for batch in [1, 4, 2] {
+///     let x = vec![0.5f32; batch * 3];
+///     assert_eq!(net.forward(MatRef::from_row_major(&x, batch, 3), &mut ws, Par::Seq).len(), batch * 2);
+/// }
+/// ```
 #[derive(Debug, Default)]
 pub struct MlpWorkspace {
     /// Output of each layer, `batch × size`, row-major; the last holds logits.
@@ -67,12 +91,30 @@ pub struct MlpWorkspace {
 
 impl MlpWorkspace {
     /// An empty workspace; buffers grow on first use.
+    ///
+    /// ```
+    /// use densekit::mlp::MlpWorkspace;
+    /// let ws = MlpWorkspace::new(); // or MlpWorkspace::default()
+    /// # drop(ws);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 }
 
 /// Loss and correct predictions of one batch.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::gemm::{MatRef, Par};
+/// use densekit::loss::Targets;
+/// use densekit::mlp::{Mlp, MlpWorkspace};
+/// let net = Mlp::new(&[2, 3], Activation::Relu, 1);
+/// let mut grads = vec![0.0; net.params().len()];
+/// let stats = net.gradients(MatRef::from_row_major(&[1.0, 0.0, 0.0, 1.0], 2, 2), Targets::Classes(&[0, 2]),
+///     &mut grads, &mut MlpWorkspace::new(), Par::Seq);
+/// assert!(stats.loss > 0.0 && stats.correct <= 2);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchStats {
     /// The batch's mean loss (cross-entropy, or squared error per output).
@@ -192,17 +234,36 @@ impl Mlp {
     }
 
     /// Layer sizes, input first.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// assert_eq!(Mlp::new(&[784, 256, 10], Activation::Relu, 1).sizes(), [784, 256, 10]);
+    /// ```
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
     }
 
     /// Number of dense layers.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// assert_eq!(Mlp::new(&[784, 256, 10], Activation::Relu, 1).layers(), 2);
+    /// ```
     pub fn layers(&self) -> usize {
         self.sizes.len() - 1
     }
 
     /// The hidden layers' activation (for PReLU, with the slope it was
     /// created with; [`activation`](Self::activation) gives the learned one).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[4, 3, 2], Activation::PRelu(0.25), 1);
+    /// assert_eq!(net.hidden_activation(), Activation::PRelu(0.25));
+    /// ```
     pub fn hidden_activation(&self) -> Activation {
         self.hidden
     }
@@ -210,6 +271,13 @@ impl Mlp {
     /// The activation of `layer`: identity for the output layer (it emits
     /// logits or regression values), else the hidden activation, a PReLU
     /// with this layer's learned slope.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[4, 3, 2], Activation::Sigmoid, 1);
+    /// assert_eq!((net.activation(0), net.activation(1)), (Activation::Sigmoid, Activation::Identity));
+    /// ```
     pub fn activation(&self, layer: usize) -> Activation {
         if layer + 1 == self.layers() {
             Activation::Identity
@@ -222,6 +290,14 @@ impl Mlp {
 
     /// The learned PReLU slopes, one per hidden layer (empty for other
     /// activations); they sit at the end of [`params`](Self::params).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[4, 3, 3, 2], Activation::PRelu(0.1), 1);
+    /// assert_eq!(net.prelu_slopes(), [0.1, 0.1]);
+    /// assert!(Mlp::new(&[4, 3, 2], Activation::Relu, 1).prelu_slopes().is_empty());
+    /// ```
     pub fn prelu_slopes(&self) -> &[f32] {
         &self.params[counted(&self.sizes)..]
     }
@@ -287,16 +363,40 @@ impl Mlp {
     /// All parameters, `w₀ᵀ, b₀, w₁, b₁, …`: a first weight at least 64 wide
     /// stored as its transpose, row-major `(in, out)`, the others row-major
     /// `(out, in)` (see the module docs).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::{Init, Mlp};
+    /// let net = Mlp::with_init(&[2, 3, 1], Activation::Relu, Init::Zeros, 1);
+    /// assert_eq!(net.params().len(), 2 * 3 + 3 + 3 * 1 + 1);
+    /// ```
     pub fn params(&self) -> &[f32] {
         &self.params
     }
 
     /// All parameters, mutably (for optimizers).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let mut net = Mlp::new(&[2, 1], Activation::Relu, 1);
+    /// let (_, bias) = net.layer_ranges(0);
+    /// net.params_mut()[bias].fill(0.5);
+    /// assert_eq!(net.bias(0), [0.5]);
+    /// ```
     pub fn params_mut(&mut self) -> &mut [f32] {
         &mut self.params
     }
 
     /// Where layer `layer`'s weight and bias live in the flat buffer.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[3, 4, 2], Activation::Relu, 1);
+    /// assert_eq!(net.layer_ranges(0), (0..12, 12..16));
+    /// assert_eq!(net.layer_ranges(1), (16..24, 24..26));
+    /// ```
     pub fn layer_ranges(&self, layer: usize) -> (Range<usize>, Range<usize>) {
         let start = counted(&self.sizes[..=layer]);
         let (inputs, outputs) = (self.sizes[layer], self.sizes[layer + 1]);
@@ -363,12 +463,25 @@ impl Mlp {
     }
 
     /// Layer `layer`'s bias.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// let net = Mlp::new(&[3, 4, 2], Activation::Relu, 1);
+    /// assert_eq!(net.bias(1), [0.0, 0.0]); // biases start at zero
+    /// ```
     pub fn bias(&self, layer: usize) -> &[f32] {
         let (_, b) = self.layer_ranges(layer);
         &self.params[b]
     }
 
     /// Multiply-adds of one forward pass per sample (the sum of `in·out`).
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// assert_eq!(Mlp::new(&[784, 256, 10], Activation::Relu, 1).macs_per_sample(), 784 * 256 + 256 * 10);
+    /// ```
     pub fn macs_per_sample(&self) -> usize {
         self.sizes.windows(2).map(|w| w[0] * w[1]).sum()
     }
@@ -662,6 +775,16 @@ fn weight_view_mut(
 }
 
 /// The smallest slope [`Mlp::constrain`] leaves a learned PReLU.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::mlp::{Mlp, MIN_PRELU_SLOPE};
+/// let mut net = Mlp::new(&[2, 2, 1], Activation::PRelu(0.25), 1);
+/// let last = net.params().len() - 1;
+/// net.params_mut()[last] = -0.5; // a slope an update drove negative
+/// net.constrain(None);
+/// assert_eq!(net.prelu_slopes(), [MIN_PRELU_SLOPE]);
+/// ```
 pub const MIN_PRELU_SLOPE: f32 = 1e-3;
 
 /// All parameters of a network with these sizes and hidden activation:
@@ -694,6 +817,12 @@ fn counted(sizes: &[usize]) -> usize {
 }
 
 /// The index of the largest logit of each row (the first on ties).
+///
+/// ```
+/// use densekit::mlp::argmax_rows;
+/// let logits = [0.1f32, 2.0, 0.3, /* row 2 */ 5.0, 5.0, -1.0];
+/// assert_eq!(argmax_rows(&logits, 3).collect::<Vec<_>>(), [1, 0]);
+/// ```
 pub fn argmax_rows(logits: &[f32], classes: usize) -> impl Iterator<Item = usize> + '_ {
     logits.chunks_exact(classes).map(|row| {
         row.iter()

@@ -131,14 +131,48 @@ impl Mlp {
 /// A network that maps a batch of inputs to logits: [`Mlp`] and
 /// [`PackedMlp`], so evaluation code (such as
 /// [`train::evaluate`](crate::train::evaluate)) takes either.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::gemm::{MatRef, Par};
+/// use densekit::mlp::{Infer, Mlp, MlpWorkspace};
+/// // Predicted classes of a batch, by any network form.
+/// fn predict(net: &impl Infer, x: &[f32]) -> Vec<usize> {
+///     let (inputs, classes) = (net.sizes()[0], *net.sizes().last().unwrap());
+///     let mut ws = MlpWorkspace::new();
+///     let logits = net.infer(MatRef::from_row_major(x, x.len() / inputs, inputs), &mut ws, Par::Seq);
+///     densekit::mlp::argmax_rows(logits, classes).collect()
+/// }
+/// let net = Mlp::new(&[2, 8, 3], Activation::Relu, 1);
+/// let x = [0.5f32, -1.0, 2.0, 0.25];
+/// assert_eq!(predict(&net, &x), predict(&net.packed(), &x)); // the same bits
+/// ```
 pub trait Infer {
     /// Layer sizes, input first.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::{Infer, Mlp};
+    /// let net = Mlp::new(&[784, 64, 10], Activation::Relu, 1);
+    /// assert_eq!(Infer::sizes(&net.packed()), [784, 64, 10]);
+    /// ```
     fn sizes(&self) -> &[usize];
 
     /// The logits (batch × classes, row-major) of `x` (batch × inputs).
     ///
     /// # Panics
     /// If `x` does not have `sizes()[0]` columns.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::mlp::{Infer, Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[2, 3], Activation::Relu, 1);
+    /// let mut ws = MlpWorkspace::new();
+/// let logits = net.infer(MatRef::from_row_major(&[1.0, 0.0], 1, 2), &mut ws, Par::Seq);
+    /// assert_eq!(logits.len(), 3);
+    /// ```
     fn infer<'w>(&self, x: MatRef<'_, f32>, ws: &'w mut MlpWorkspace, par: Par) -> &'w [f32];
 }
 
@@ -164,6 +198,12 @@ impl Infer for PackedMlp {
 
 impl PackedMlp {
     /// Layer sizes, input first.
+    ///
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::mlp::Mlp;
+    /// assert_eq!(Mlp::new(&[4, 3, 2], Activation::Relu, 1).packed().sizes(), [4, 3, 2]);
+    /// ```
     pub fn sizes(&self) -> &[usize] {
         &self.sizes
     }
@@ -182,6 +222,21 @@ impl PackedMlp {
     ///
     /// # Panics
     /// If `x` does not have `sizes[0]` columns.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::gemm::{MatRef, Par};
+    /// use densekit::mlp::{Mlp, MlpWorkspace};
+    /// let net = Mlp::new(&[3, 16, 4], Activation::Relu, 2);
+    /// let packed = net.packed();
+    /// let x = [0.1f32, 0.7, 0.0, 0.0, 0.2, 0.9];
+    /// let mut ws = MlpWorkspace::new();
+    /// let from_packed = packed.forward(MatRef::from_row_major(&x, 2, 3), &mut ws, Par::Seq).to_vec();
+    /// assert_eq!(from_packed, net.forward(MatRef::from_row_major(&x, 2, 3), &mut ws, Par::Seq));
+    /// // A row alone gets the same logits as inside the batch.
+    /// assert_eq!(packed.forward(MatRef::from_row_major(&x[3..], 1, 3), &mut ws, Par::Seq), &from_packed[4..]);
+    /// ```
     #[track_caller]
     pub fn forward<'w>(&self, x: MatRef<'_, f32>, ws: &'w mut MlpWorkspace, par: Par) -> &'w [f32] {
         assert!(

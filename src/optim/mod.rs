@@ -16,6 +16,15 @@ use crate::gemm::Par;
 use crate::isa::{Simd, SimdFn, dispatch};
 
 /// How weight decay enters the update.
+///
+/// ```
+/// use densekit::optim::{Optimizer, Sgd, WeightDecay};
+/// // Coupled L2 on plain SGD: p ← p − lr·(g + λ·p).
+/// let opt = Optimizer::Sgd(Sgd { lr: 0.5, weight_decay: WeightDecay::Coupled(0.1), ..Sgd::default() });
+/// let mut params = [2.0f32];
+/// opt.update(&mut opt.state(1), &mut params, &[0.0], opt.lr(), densekit::gemm::Par::Seq);
+/// assert!((params[0] - 1.9).abs() < 1e-6);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum WeightDecay {
     /// L2 regularization as in the lecture: `λ·p` is added to the gradient
@@ -32,6 +41,12 @@ impl Default for WeightDecay {
 }
 
 /// Stochastic gradient descent with optional (Nesterov) momentum, as `torch.optim.SGD`.
+///
+/// ```
+/// use densekit::optim::{Optimizer, Sgd};
+/// let nesterov = Optimizer::Sgd(Sgd { lr: 0.05, momentum: 0.9, nesterov: true, ..Sgd::default() });
+/// assert_eq!(nesterov.lr(), 0.05);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
     /// Learning rate (default 0.01, Keras's; PyTorch requires one).
@@ -56,6 +71,16 @@ impl Default for Sgd {
 }
 
 /// Adam (or AdamW with [`WeightDecay::Decoupled`]), as `torch.optim.Adam`.
+///
+/// ```
+/// use densekit::optim::{Adam, Optimizer, WeightDecay};
+/// // PyTorch's defaults, or AdamW with decoupled decay.
+/// let adamw = Optimizer::Adam(Adam { weight_decay: WeightDecay::Decoupled(0.01), ..Adam::default() });
+/// let mut params = [1.0f32];
+/// let mut state = adamw.state(1);
+/// adamw.update(&mut state, &mut params, &[0.5], adamw.lr(), densekit::gemm::Par::Seq);
+/// assert!(params[0] < 1.0 && state.step == 1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Adam {
     /// Learning rate (default 1e-3).
@@ -80,6 +105,14 @@ impl Default for Adam {
 }
 
 /// RMSprop, as `torch.optim.RMSprop` (non-centered).
+///
+/// ```
+/// use densekit::optim::{Optimizer, RmsProp};
+/// let opt = Optimizer::RmsProp(RmsProp { lr: 0.001, ..RmsProp::default() });
+/// let mut params = [1.0f32, -1.0];
+/// opt.update(&mut opt.state(2), &mut params, &[1.0, -1.0], opt.lr(), densekit::gemm::Par::Seq);
+/// assert!(params[0] < 1.0 && params[1] > -1.0);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsProp {
     /// Learning rate (default 0.01).
@@ -107,6 +140,18 @@ impl Default for RmsProp {
 }
 
 /// An optimizer and its state (moment buffers, step count).
+///
+/// ```
+/// use densekit::optim::{Adam, Optimizer};
+/// // Minimize (p − 3)² from p = 0.
+/// let opt = Optimizer::Adam(Adam { lr: 0.1, ..Adam::default() });
+/// let (mut p, mut state) = ([0.0f32], opt.state(1));
+/// for _ in 0..200 {
+///     let grad = [2.0 * (p[0] - 3.0)];
+///     opt.update(&mut state, &mut p, &grad, opt.lr(), densekit::gemm::Par::Seq);
+/// }
+/// assert!((p[0] - 3.0).abs() < 0.1);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Optimizer {
     /// See [`Sgd`].
@@ -119,6 +164,11 @@ pub enum Optimizer {
 
 impl Optimizer {
     /// The configured base learning rate.
+    ///
+    /// ```
+    /// use densekit::optim::{Adam, Optimizer};
+    /// assert_eq!(Optimizer::Adam(Adam::default()).lr(), 1e-3);
+    /// ```
     pub fn lr(&self) -> f32 {
         match self {
             Optimizer::Sgd(o) => o.lr,
@@ -128,6 +178,12 @@ impl Optimizer {
     }
 
     /// A fresh state for `params` parameters.
+    ///
+    /// ```
+    /// use densekit::optim::{Optimizer, Sgd};
+    /// let state = Optimizer::Sgd(Sgd::default()).state(3);
+    /// assert_eq!((state.step, state.buffers().0.len()), (0, 3));
+    /// ```
     pub fn state(&self, params: usize) -> OptimizerState {
         // Both moment buffers always exist (unused ones stay zero), so every
         // optimizer splits into chunks the same way.
@@ -146,6 +202,18 @@ impl Optimizer {
     ///
     /// # Panics
     /// If the lengths of `params`, `grads` and the state differ.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::gemm::Par;
+    /// use densekit::optim::{Optimizer, Schedule, Sgd};
+    /// // One SGD step at the rate a cosine schedule gives halfway through.
+    /// let opt = Optimizer::Sgd(Sgd { lr: 1.0, ..Sgd::default() });
+    /// let lr = Schedule::Cosine { epochs: 2, min_lr: 0.0 }.lr(opt.lr(), 1.0);
+    /// let (mut params, mut state) = ([1.0f32], opt.state(1));
+    /// opt.update(&mut state, &mut params, &[1.0], lr, Par::Seq);
+    /// assert!((params[0] - 0.5).abs() < 1e-6);
+    /// ```
     #[track_caller]
     pub fn update(
         &self,
@@ -353,6 +421,17 @@ impl SimdFn for UpdateChunk<'_> {
 const CHUNK: usize = 1 << 14;
 
 /// Moment buffers and the step count of an [`Optimizer`].
+///
+/// ```
+/// use densekit::gemm::Par;
+/// use densekit::optim::{Optimizer, Sgd};
+/// let opt = Optimizer::Sgd(Sgd::default());
+/// let (mut params, mut state) = ([0.0f32; 2], opt.state(2));
+/// for _ in 0..3 {
+///     opt.update(&mut state, &mut params, &[1.0, 1.0], opt.lr(), Par::Seq);
+/// }
+/// assert_eq!(state.step, 3);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimizerState {
     /// Updates applied so far.
@@ -407,6 +486,13 @@ impl OptimizerState {
 }
 
 /// How the learning rate changes over epochs.
+///
+/// ```
+/// use densekit::optim::Schedule;
+/// let step = Schedule::Step { every: 10, gamma: 0.5 };
+/// assert_eq!((step.lr(0.1, 5.0), step.lr(0.1, 10.0)), (0.1, 0.05));
+/// assert_eq!(Schedule::default(), Schedule::Constant);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Schedule {
     /// The base rate throughout.

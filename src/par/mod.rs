@@ -12,6 +12,17 @@ use helpers::{wake_helpers, with_ready_helpers};
 ///
 /// Whatever the choice, results are bitwise identical: work is split over
 /// output tiles only, never over a reduction.
+///
+/// ```
+/// use densekit::gemm::{gemm, Accum, MatMut, MatRef, Par};
+/// let a = vec![0.5f32; 64 * 64];
+/// let (mut seq, mut two) = (vec![0.0f32; 64 * 64], vec![0.0f32; 64 * 64]);
+/// for (c, par) in [(&mut seq, Par::Seq), (&mut two, Par::Threads(2))] {
+///     gemm(MatMut::from_row_major(c, 64, 64), Accum::Replace,
+///         MatRef::from_row_major(&a, 64, 64), MatRef::from_row_major(&a, 64, 64), 1.0, par);
+/// }
+/// assert_eq!(seq, two); // bitwise, whatever the thread count
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Par {
     /// Run on the calling thread only; no rayon calls are made.
@@ -113,6 +124,11 @@ impl Par {
     /// How many threads this process can run at once: the CPUs its
     /// affinity mask and cgroup quota allow (`std::thread::available_parallelism`),
     /// read once.
+    ///
+    /// ```
+    /// use densekit::Par;
+    /// assert!(Par::available_cores() >= 1);
+    /// ```
     pub fn available_cores() -> usize {
         static CORES: OnceLock<usize> = OnceLock::new();
         *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -147,6 +163,13 @@ impl Par {
 }
 
 /// A thread pool that could not be started (see [`Par::ready`]).
+///
+/// ```
+/// use densekit::Par;
+/// let err = Par::Threads(0).ready().unwrap_err();
+/// assert_eq!(err.threads, 0);
+/// assert!(err.to_string().starts_with("could not start a pool of 0 threads"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolError {
     /// The threads asked for.

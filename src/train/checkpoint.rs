@@ -22,6 +22,34 @@ const FORMAT: &str = "densekit-checkpoint-2";
 /// in a file.
 ///
 /// [`train_with`]: super::train_with
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Adam, Optimizer};
+/// use densekit::train::{TrainConfig, TrainData};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+/// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+/// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+/// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+/// use densekit::train::{train_with, Flow, Progress, TrainError};
+/// // Stop after epoch 40 of 100, then resume from the checkpoint: the same
+/// // weights as an uninterrupted run.
+/// let mut straight = net.clone();
+/// train_with(&mut straight, &opt, TrainData::new(&xor), &config, None, |_| Flow::Continue).unwrap();
+/// let stop = |p: Progress<'_>| match p {
+///     Progress::Epoch(m) if m.epoch == 40 => Flow::Stop,
+///     _ => Flow::Continue,
+/// };
+/// let Err(TrainError::Interrupted(checkpoint)) =
+///     train_with(&mut net, &opt, TrainData::new(&xor), &config, None, stop)
+/// else { panic!("the run was not stopped") };
+/// assert_eq!(checkpoint.epochs_done, 40);
+/// train_with(&mut net, &opt, TrainData::new(&xor), &config, Some(&checkpoint), |_| Flow::Continue).unwrap();
+/// assert_eq!(net, straight);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     /// The network after the step.
@@ -101,6 +129,31 @@ impl Checkpoint {
     ///
     /// # Errors
     /// A message naming the file if it cannot be written.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::activation::Activation;
+    /// use densekit::data::Dataset;
+    /// use densekit::mlp::Mlp;
+    /// use densekit::optim::{Adam, Optimizer};
+    /// use densekit::train::{TrainConfig, TrainData};
+    /// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+    /// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+    /// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+    /// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+    /// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+    /// use densekit::train::{train_with, Checkpoint, Flow, Progress};
+    /// let path = std::env::temp_dir().join(format!("densekit-doc-ckpt-{}.safetensors", std::process::id()));
+    /// let config = TrainConfig { epochs: 2, ..config };
+    /// // Ask for a checkpoint after each epoch and keep it on disk.
+    /// train_with(&mut net, &opt, TrainData::new(&xor), &config, None, |p| match p {
+    ///     Progress::Epoch(_) => Flow::Checkpoint,
+    ///     Progress::Checkpoint(c) => { c.save(&path).unwrap(); Flow::Continue }
+    ///     _ => Flow::Continue,
+    /// }).unwrap();
+    /// assert_eq!(Checkpoint::load(&path).unwrap().epochs_done, 2);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), String> {
         let path = path.as_ref();
         let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -168,6 +221,13 @@ impl Checkpoint {
     /// # Errors
     /// A message naming the file: unreadable, not a checkpoint, or
     /// inconsistent.
+    ///
+    /// # Examples
+    /// ```
+    /// use densekit::train::Checkpoint;
+    /// let err = Checkpoint::load("/no/such/checkpoint.safetensors").unwrap_err();
+    /// assert!(err.starts_with("/no/such/checkpoint.safetensors"));
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint, String> {
         let path = path.as_ref();
         let err = |e: String| format!("{}: {e}", path.display());

@@ -78,6 +78,26 @@ impl Default for TrainConfig {
 }
 
 /// A loss and its metric on one set of samples.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Adam, Optimizer};
+/// use densekit::train::{TrainConfig, TrainData};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+/// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+/// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+/// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+/// use densekit::gemm::Par;
+/// use densekit::mlp::MlpWorkspace;
+/// use densekit::train::{evaluate, train};
+/// train(&mut net, &opt, TrainData::new(&xor), &config, |_| {}).unwrap();
+/// let score = evaluate(&net, &xor, Par::Seq, &mut MlpWorkspace::new(), None);
+/// assert_eq!(score.accuracy(), Some(1.0)); // XOR learned
+/// assert!(score.loss < 0.1);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Score {
     /// The mean loss: cross-entropy per sample, or squared error per
@@ -88,6 +108,12 @@ pub struct Score {
 }
 
 /// The metric reported beside a loss.
+///
+/// ```
+/// use densekit::train::{Metric, Score};
+/// let score = Score { loss: 0.25, metric: Metric::Rmse(0.5) };
+/// assert_eq!((score.rmse(), score.accuracy()), (Some(0.5), None));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Metric {
     /// Fraction of samples whose largest output is their label
@@ -100,6 +126,11 @@ pub enum Metric {
 
 impl Score {
     /// The accuracy, for a classification set.
+    ///
+    /// ```
+    /// use densekit::train::{Metric, Score};
+    /// assert_eq!(Score { loss: 0.1, metric: Metric::Accuracy(0.98) }.accuracy(), Some(0.98));
+    /// ```
     pub fn accuracy(&self) -> Option<f64> {
         match self.metric {
             Metric::Accuracy(a) => Some(a),
@@ -108,6 +139,11 @@ impl Score {
     }
 
     /// The RMSE, for a regression set.
+    ///
+    /// ```
+    /// use densekit::train::{Metric, Score};
+    /// assert_eq!(Score { loss: 0.1, metric: Metric::Accuracy(0.98) }.rmse(), None);
+    /// ```
     pub fn rmse(&self) -> Option<f64> {
         match self.metric {
             Metric::Rmse(r) => Some(r),
@@ -130,6 +166,24 @@ impl Score {
 }
 
 /// What one epoch achieved.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Adam, Optimizer};
+/// use densekit::train::{TrainConfig, TrainData};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+/// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+/// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+/// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+/// use densekit::train::train;
+/// let config = TrainConfig { epochs: 3, ..config };
+/// let history = train(&mut net, &opt, TrainData::new(&xor).with_test(&xor), &config, |_| {}).unwrap();
+/// assert_eq!(history.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+/// assert!(history[2].test.is_some() && history[2].val.is_none());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochMetrics {
     /// 1-based epoch number.
@@ -197,6 +251,14 @@ impl<'a> TrainData<'a> {
     }
 
     /// With a validation set.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// use densekit::train::TrainData;
+    /// let all = Dataset::regression(vec![0.0f32, 1.0, 2.0, 3.0], 1, vec![0.0, 2.0, 4.0, 6.0], 1).unwrap();
+    /// let (train, val) = (all.rows(0..3), all.rows(3..4));
+    /// assert_eq!(TrainData::new(&train).with_val(&val).val.map(|v| v.len()), Some(1));
+    /// ```
     pub fn with_val(self, val: &'a Dataset<'a>) -> Self {
         TrainData {
             val: Some(val),
@@ -205,6 +267,14 @@ impl<'a> TrainData<'a> {
     }
 
     /// With a test set.
+    ///
+    /// ```
+    /// use densekit::data::Dataset;
+    /// use densekit::train::TrainData;
+    /// let train = Dataset::classification(vec![0.0f32, 1.0], 1, vec![0, 1]).unwrap();
+    /// let test = Dataset::classification(vec![0.5f32], 1, vec![1]).unwrap();
+    /// assert!(TrainData::new(&train).with_test(&test).test.is_some());
+    /// ```
     pub fn with_test(self, test: &'a Dataset<'a>) -> Self {
         TrainData {
             test: Some(test),
@@ -214,6 +284,28 @@ impl<'a> TrainData<'a> {
 }
 
 /// Progress reported while training.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Adam, Optimizer};
+/// use densekit::train::{TrainConfig, TrainData};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+/// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+/// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+/// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+/// use densekit::train::{train, Progress};
+/// let config = TrainConfig { epochs: 2, ..config };
+/// let (mut steps, mut epochs) = (0, 0);
+/// train(&mut net, &opt, TrainData::new(&xor), &config, |p| match p {
+///     Progress::Step { .. } => steps += 1,
+///     Progress::Epoch(_) => epochs += 1,
+///     Progress::Checkpoint(_) => {}
+/// }).unwrap();
+/// assert_eq!((steps, epochs), (2, 2)); // one batch of 4 per epoch
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub enum Progress<'a> {
     /// After each step: epoch (1-based), steps done in it, steps per epoch, Q.
@@ -234,6 +326,29 @@ pub enum Progress<'a> {
 }
 
 /// What the caller of [`train_with`] wants after a report.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Adam, Optimizer};
+/// use densekit::train::{TrainConfig, TrainData};
+/// let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+/// let xor = Dataset::classification(&x[..], 2, &[0u32, 1, 1, 0][..]).unwrap();
+/// let mut net = Mlp::new(&[2, 8, 2], Activation::Tanh, 1);
+/// let opt = Optimizer::Adam(Adam { lr: 0.05, ..Adam::default() });
+/// let config = TrainConfig { epochs: 100, batch_size: 4, ..TrainConfig::default() };
+/// use densekit::train::{train_with, Flow, Progress, TrainError};
+/// // Stop as soon as the training loss is small enough.
+/// let result = train_with(&mut net, &opt, TrainData::new(&xor), &config, None, |p| match p {
+///     Progress::Epoch(m) if m.train.loss < 0.3 => Flow::Stop,
+///     _ => Flow::Continue,
+/// });
+/// match result {
+///     Err(TrainError::Interrupted(checkpoint)) => assert!(checkpoint.epochs_done < 100),
+///     other => panic!("expected an early stop, got {other:?}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Flow {
     /// Go on.
@@ -248,6 +363,20 @@ pub enum Flow {
 }
 
 /// Why training stopped early.
+///
+/// ```
+/// use densekit::activation::Activation;
+/// use densekit::data::Dataset;
+/// use densekit::mlp::Mlp;
+/// use densekit::optim::{Optimizer, Sgd};
+/// use densekit::train::{train, TrainConfig, TrainData, TrainError};
+/// // Three features for a network that takes two.
+/// let data = Dataset::classification(vec![0.0f32; 6], 3, vec![0, 1]).unwrap();
+/// let mut net = Mlp::new(&[2, 2], Activation::Relu, 1);
+/// let opt = Optimizer::Sgd(Sgd::default());
+/// let err = train(&mut net, &opt, TrainData::new(&data), &TrainConfig::default(), |_| {}).unwrap_err();
+/// assert!(matches!(err, TrainError::Mismatch(_)));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainError {
     /// The loss became NaN or infinite: a batch's training loss, or the
