@@ -35,6 +35,16 @@ use super::{MatMut, MatRef};
 
 /// An `ndarray` view whose elements do not fill the memory they span (see
 /// the [module docs](self)).
+///
+/// ```
+/// use densekit::gemm::MatRef;
+/// use ndarray::{s, Array2};
+/// let a = Array2::<f32>::zeros((4, 4));
+/// // Every other column: gaps between the elements, refused without a copy.
+/// assert!(MatRef::try_from(a.slice(s![.., ..;2])).is_err());
+/// let copy = a.slice(s![.., ..;2]).as_standard_layout().into_owned();
+/// assert_eq!(MatRef::try_from(copy.view()).unwrap().shape(), (4, 2));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotContiguous {
     /// The view's shape.

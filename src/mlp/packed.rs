@@ -170,7 +170,7 @@ pub trait Infer {
     /// use densekit::mlp::{Infer, Mlp, MlpWorkspace};
     /// let net = Mlp::new(&[2, 3], Activation::Relu, 1);
     /// let mut ws = MlpWorkspace::new();
-/// let logits = net.infer(MatRef::from_row_major(&[1.0, 0.0], 1, 2), &mut ws, Par::Seq);
+    /// let logits = net.infer(MatRef::from_row_major(&[1.0, 0.0], 1, 2), &mut ws, Par::Seq);
     /// assert_eq!(logits.len(), 3);
     /// ```
     fn infer<'w>(&self, x: MatRef<'_, f32>, ws: &'w mut MlpWorkspace, par: Par) -> &'w [f32];
