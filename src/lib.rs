@@ -72,6 +72,8 @@ mod simd;
 pub mod train;
 
 pub use gemm::raw::{dgemm, sgemm};
+#[doc(hidden)]
+pub use par::helper_starts;
 pub use par::{Par, PoolError};
 
 /// The README's examples, compiled and run as doctests.

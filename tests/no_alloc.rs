@@ -5,6 +5,12 @@
 //! Warm-up also grows each pool thread's packing buffers, the first time
 //! that thread packs a block of images (which one does depends on
 //! scheduling): it ends after three rounds in a row that allocate nothing.
+//!
+//! On two threads, helpers that left a core another process wanted are
+//! started again later, and each start boxes a small rayon job: the one
+//! allocation allowed after warm-up, at most two per start (counted by
+//! `densekit::helper_starts`). A call that allocated would show dozens per
+//! measured window.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,14 +86,18 @@ fn packed_forward_allocates_nothing_after_warm_up() {
                 }
             }
             assert_eq!(quiet_rounds, 3, "{par:?}: every round of 100 allocated");
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            let (before, starts) = (
+                ALLOCATIONS.load(Ordering::Relaxed),
+                densekit::helper_starts(),
+            );
             for _ in 0..10 {
                 run(&mut ws);
             }
             let allocated = ALLOCATIONS.load(Ordering::Relaxed) - before;
-            assert_eq!(
-                allocated, 0,
-                "{par:?}: {allocated} allocations after warm-up"
+            let restarts = densekit::helper_starts() - starts;
+            assert!(
+                allocated <= 2 * restarts,
+                "{par:?}: {allocated} allocations after warm-up ({restarts} helper restarts)"
             );
         });
     }

@@ -494,7 +494,8 @@ struct PanelPlan {
     /// Column bands: each task packs its own B slivers and takes them
     /// through every A block.
     bands: bool,
-    /// B is read in place; only a partial last sliver is packed.
+    /// B is read in place; only a partial last sliver is packed (none
+    /// where the kernel has edge tiles).
     b_in_place: bool,
     /// Slivers with NR readable columns (the others go through the tail
     /// when B is read in place).
@@ -553,10 +554,11 @@ impl PanelPlan {
             _ => groups_per_block,
         };
         let per_group = slivers.div_ceil(groups);
-        // Kernels always read NR columns: a partial last sliver is packed
-        // unless B is padded that far.
+        // Kernels read NR columns of B, except edge tiles (where the ISA
+        // has them): without, a partial last sliver is packed unless B is
+        // padded that far.
         let readable = layout.b_padded_cols.unwrap_or(n);
-        let full_slivers = if jc + slivers * nr <= readable {
+        let full_slivers = if jc + slivers * nr <= readable || kernel.has_edge_tiles() {
             slivers
         } else {
             nc / nr

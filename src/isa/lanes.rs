@@ -70,6 +70,37 @@ pub trait Lanes: Copy {
             self.fmadd(Self::splat(values[lane]), c)
         }
     }
+
+    /// Whether [`Lanes::load_first`] and [`Lanes::store_first`] are single
+    /// masked instructions (AVX-512): a kernel then computes a tile narrower
+    /// than its width in place, instead of through a temporary tile.
+    const MASKED: bool = false;
+
+    /// Lanes `0..n` loaded from `p` (`n ≤ LANES`), zero in the others;
+    /// nothing past `p + n` is read, so `p` needs only `n` valid elements.
+    #[inline(always)]
+    unsafe fn load_first(p: *const Self::Elem, n: usize) -> Self {
+        let mut values = [Self::Elem::ZERO; MAX_LANES];
+        // SAFETY: the caller vouches for n ≤ LANES ≤ MAX_LANES readable
+        // values at p, and runs under the implementation's features.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, values.as_mut_ptr(), n);
+            Self::loadu(values.as_ptr())
+        }
+    }
+
+    /// Stores lanes `0..n` to `p` (`n ≤ LANES`); nothing past `p + n` is
+    /// written.
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut Self::Elem, n: usize) {
+        let mut values = [Self::Elem::ZERO; MAX_LANES];
+        // SAFETY: the caller vouches for n ≤ LANES writable values at p,
+        // and runs under the implementation's features.
+        unsafe {
+            self.storeu(values.as_mut_ptr());
+            core::ptr::copy_nonoverlapping(values.as_ptr(), p, n);
+        }
+    }
 }
 
 /// The most lanes of any [`Lanes`] type (AVX-512 f32): the size of the
@@ -172,7 +203,8 @@ macro_rules! vector_lanes {
      pow2i: |$x:ident| $pow2i:expr,
      abs: |$av:ident| $abs:expr,
      with_sign_of: |$wv:ident, $ws:ident| $with_sign_of:expr
-     $(, fmadd_lane: |$lb:ident, $la:ident, $ll:ident, $lc:ident| $fmadd_lane:expr)?) => {
+     $(, fmadd_lane: |$lb:ident, $la:ident, $ll:ident, $lc:ident| $fmadd_lane:expr)?
+     $(, masked: [$mask:ty, $maskz_loadu:ident, $mask_storeu:ident])?) => {
         // SAFETY (every unsafe block below): the trait contract says
         // callers run under the type's target features, and pointers are
         // valid for LANES elements.
@@ -277,6 +309,24 @@ macro_rules! vector_lanes {
                 let ($lb, $la, $ll, $lc) = (self.0, a.0, lane, c.0);
                 // SAFETY: see the macro's SAFETY note.
                 unsafe { $v($fmadd_lane) }
+            }
+            )?
+            $(
+            const MASKED: bool = true;
+            #[inline(always)]
+            unsafe fn load_first(p: *const $t, n: usize) -> Self {
+                debug_assert!(n <= $n);
+                let mask = ((1u64 << n) - 1) as $mask;
+                // SAFETY: see the macro's SAFETY note; masked-off lanes
+                // touch no memory.
+                unsafe { $v($maskz_loadu(mask, p)) }
+            }
+            #[inline(always)]
+            unsafe fn store_first(self, p: *mut $t, n: usize) {
+                debug_assert!(n <= $n);
+                let mask = ((1u64 << n) - 1) as $mask;
+                // SAFETY: as above.
+                unsafe { $mask_storeu(p, mask, self.0) }
             }
             )?
         }

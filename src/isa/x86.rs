@@ -70,7 +70,8 @@ abs: |x| _mm512_castsi512_ps(_mm512_and_si512(
     _mm512_castps_si512(x), _mm512_set1_epi32(i32::MAX))),
 with_sign_of: |x, s| _mm512_castsi512_ps(_mm512_or_si512(
     _mm512_castps_si512(x),
-    _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(i32::MIN)))));
+    _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(i32::MIN)))),
+masked: [__mmask16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps]);
 
 vector_lanes!(F64x8, f64, 8, EXP_POLY_F64, EXP_RANGE_F64,
 [_mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_add_pd, _mm512_sub_pd,
@@ -89,7 +90,8 @@ abs: |x| _mm512_castsi512_pd(_mm512_and_si512(
     _mm512_castpd_si512(x), _mm512_set1_epi64(i64::MAX))),
 with_sign_of: |x, s| _mm512_castsi512_pd(_mm512_or_si512(
     _mm512_castpd_si512(x),
-    _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64(i64::MIN)))));
+    _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64(i64::MIN)))),
+masked: [__mmask8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd]);
 
 simd_isa!(
     /// AVX2 + FMA as a [`Simd`] type: 8 f32 or 4 f64 lanes.

@@ -218,7 +218,9 @@ impl PackedMlp {
     /// inputs of an image batch: a logit whose exact value is zero may
     /// differ in its sign, and a zero input times an infinite weight counts
     /// as zero only where it is skipped.) Once the workspace has grown to
-    /// the largest batch, a call allocates nothing.
+    /// the largest batch, a call allocates nothing (inside a
+    /// [`Par::install`] region on a busy machine, bringing back the helper
+    /// threads that left a contended core boxes one small job).
     ///
     /// # Panics
     /// If `x` does not have `sizes[0]` columns.

@@ -143,6 +143,7 @@ impl Helpers {
     /// Starts a helper on every pool thread but the caller (those already
     /// helping return at once).
     fn start(self: &Arc<Self>) {
+        STARTS.fetch_add(1, Ordering::Relaxed);
         let helpers = Arc::clone(self);
         rayon::spawn_broadcast(move |ctx| {
             if ctx.index() != helpers.caller {
@@ -150,6 +151,19 @@ impl Helpers {
             }
         });
     }
+}
+
+/// Times helpers were started, by a region or again after they left a
+/// contended core (see [`starts`]).
+static STARTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times this process started a region's helpers: once per
+/// region, and again each time they come back after leaving a core another
+/// process wanted. Each start hands rayon a small boxed job, the one
+/// allocation a warmed-up kernel call can make, so the allocation test
+/// tells the two apart.
+pub(super) fn starts() -> usize {
+    STARTS.load(Ordering::Relaxed)
 }
 
 /// Whether this thread runs a ready-helpers region now.

@@ -283,3 +283,11 @@ fn pool(n: usize) -> Result<Arc<ThreadPool>, PoolError> {
 fn started_pool(n: usize) -> Arc<ThreadPool> {
     pool(n).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// How many times the spinning helpers of a [`Par::install`] region were
+/// started (again after leaving a contended core, too): for the allocation
+/// test, which allows the small job each start boxes. Not part of the API.
+#[doc(hidden)]
+pub fn helper_starts() -> usize {
+    helpers::starts()
+}

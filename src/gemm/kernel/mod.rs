@@ -25,9 +25,13 @@
 //! * `β = 0` never reads C, so NaN or garbage in C is overwritten.
 //!
 //! Tiles narrower than NR (at the right edge) or whose C has a non-unit
-//! column stride go through [`Kernel::run_tile`], which runs the kernel on a
-//! temporary tile and copies the valid part in and out, so kernels never
-//! handle column edges and never touch memory outside C.
+//! column stride go through [`Kernel::run_tile`]. Where the ISA loads and
+//! stores a vector's first lanes in one masked instruction (AVX-512), a
+//! narrow tile with unit column stride runs in place on the kernel's edge
+//! twin ([`EdgeTileFn`]), which touches only the tile's `cols` columns of B
+//! and C, so B's last sliver is read in place, never packed. Otherwise the
+//! kernel runs on a temporary tile and the valid part is copied in and
+//! out. Either way no kernel touches memory outside C.
 
 pub(crate) mod scalar;
 
@@ -86,6 +90,23 @@ pub(crate) type TileFn<T> = unsafe fn(
     epilogue: Option<&TileEpilogue<T>>,
 );
 
+/// A microkernel for a tile narrower than its NR: the [`TileFn`] contract
+/// for the first `cols` columns only (B, C and a column bias are read and
+/// written for `cols` values a row), with masked loads and stores.
+pub(crate) type EdgeTileFn<T> = unsafe fn(
+    steps: KSteps<'_>,
+    alpha: T,
+    a: *const T,
+    a_strides: [isize; 2],
+    b: *const T,
+    b_row_stride: isize,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    epilogue: Option<&TileEpilogue<T>>,
+    cols: usize,
+);
+
 /// The largest NR of any full kernel (AVX-512 f32: 12 × 32): the size of a
 /// padded bias for an edge tile.
 pub(crate) const MAX_NR: usize = 32;
@@ -122,6 +143,10 @@ pub struct Kernel<T: 'static> {
     pub(crate) nc: usize,
     /// `tiles[r - 1]` computes an `r × NR` tile, for `r` in `1 ..= MR`.
     tiles: &'static [TileFn<T>],
+    /// `edge_tiles[r - 1]` computes the first columns of an `r × NR` tile
+    /// in place, where the ISA has masked loads and stores (see
+    /// [`Kernel::with_edge_tiles`]).
+    edge_tiles: Option<&'static [EdgeTileFn<T>]>,
     /// A narrower kernel of the same ISA, for products with few columns.
     narrow: Option<&'static Kernel<T>>,
     /// A one-row kernel of the same ISA and KC, for products of one row
@@ -161,6 +186,7 @@ impl<T: Element> Kernel<T> {
             kc,
             nc,
             tiles,
+            edge_tiles: None,
             narrow: None,
             one_row: None,
             b_in_place_max_rows: B_IN_PLACE_MAX_ROWS,
@@ -179,6 +205,24 @@ impl<T: Element> Kernel<T> {
             aliased_b_in_place_max_rows: aliased_rows,
             ..self
         }
+    }
+
+    /// This kernel, computing tiles narrower than NR (C's last columns) in
+    /// place with `edge_tiles` instead of through a temporary tile: no copy
+    /// in and out, and B's last sliver read where it is, never packed.
+    #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
+    pub(crate) const fn with_edge_tiles(self, edge_tiles: &'static [EdgeTileFn<T>]) -> Self {
+        assert!(edge_tiles.len() == self.mr);
+        Kernel {
+            edge_tiles: Some(edge_tiles),
+            ..self
+        }
+    }
+
+    /// Whether tiles narrower than NR are computed in place, reading only
+    /// their columns of B (see [`Kernel::with_edge_tiles`]).
+    pub(crate) fn has_edge_tiles(&self) -> bool {
+        self.edge_tiles.is_some()
     }
 
     /// This kernel, with `narrow` offered to the driver for products whose
@@ -237,7 +281,8 @@ impl<T: Element> Kernel<T> {
     /// # Safety
     /// `A[i, p]` must be readable at `a + i·ars + p·acs` for `i < MR`,
     /// `p < k` (or `p <` the listed steps); `B[p, j]` must be readable at
-    /// `b + p·bs + j` for `j < NR` and every step's B row; `c` must be
+    /// `b + p·bs + j` for `j < NR` (`j < cols` if the kernel
+    /// [`has_edge_tiles`](Self::has_edge_tiles)) and every step's B row; `c` must be
     /// valid for reads (unless `β = 0`) and writes at `c + i·rsc + j·csc`
     /// for `i < rows`, `j < cols`; an epilogue's bias must be readable for
     /// `cols` values (per column) or `rows` values (per row).
@@ -258,6 +303,27 @@ impl<T: Element> Kernel<T> {
         epilogue: Option<&TileEpilogue<T>>,
     ) {
         debug_assert!((1..=self.mr).contains(&rows) && cols <= self.nr);
+        if let (Some(edge_tiles), true, true) = (self.edge_tiles, cols < self.nr, csc == 1) {
+            // SAFETY: the edge tile touches only the `cols` columns of B, C
+            // and a column bias that the caller vouches for; holding `self`
+            // proves the ISA is present.
+            unsafe {
+                edge_tiles[rows - 1](
+                    steps,
+                    alpha,
+                    a,
+                    a_strides,
+                    b,
+                    b_row_stride,
+                    beta,
+                    c,
+                    rsc,
+                    epilogue,
+                    cols,
+                )
+            };
+            return;
+        }
         let tile = self.tiles[rows - 1];
         if cols == self.nr && csc == 1 {
             // SAFETY: full-width rows with unit column stride are exactly the
@@ -313,20 +379,38 @@ impl<T: Element> Kernel<T> {
                 }
             }
         }
-        // SAFETY: `tmp` holds `rows` full rows with row stride NR and unit column stride.
+        let (tmp_c, tmp_rs) = (tmp.as_mut_ptr(), nr as isize);
+        // SAFETY: `tmp` holds `rows` full rows with row stride NR and unit
+        // column stride; an edge tile reads only the `cols` columns of B the
+        // caller vouches for (so B's last sliver may be read in place).
         unsafe {
-            tile(
-                steps,
-                alpha,
-                a,
-                a_strides,
-                b,
-                b_row_stride,
-                beta,
-                tmp.as_mut_ptr(),
-                nr as isize,
-                padded.as_ref(),
-            )
+            match self.edge_tiles {
+                Some(edge_tiles) => edge_tiles[rows - 1](
+                    steps,
+                    alpha,
+                    a,
+                    a_strides,
+                    b,
+                    b_row_stride,
+                    beta,
+                    tmp_c,
+                    tmp_rs,
+                    padded.as_ref(),
+                    cols,
+                ),
+                None => tile(
+                    steps,
+                    alpha,
+                    a,
+                    a_strides,
+                    b,
+                    b_row_stride,
+                    beta,
+                    tmp_c,
+                    tmp_rs,
+                    padded.as_ref(),
+                ),
+            }
         };
         for i in 0..rows {
             for j in 0..cols {

@@ -8,9 +8,12 @@ use crate::isa::{Element, Lanes, prefetch_l1};
 
 /// Declares `tile::<V, NV, ROWS>`, the [`TileFn`](super::TileFn): a
 /// `ROWS × NV·LANES` tile whose body is [`tile_body`], compiled with the
-/// target features `$features` (those of lane type `V`'s ISA).
+/// target features `$features` (those of lane type `V`'s ISA); with
+/// `masked`, also `edge_tile::<V, NV, ROWS>`, the
+/// [`EdgeTileFn`](super::EdgeTileFn) of the same tile for ISAs whose lanes
+/// load and store a vector's first lanes in one masked instruction.
 macro_rules! vector_tile_fn {
-    ($features:literal) => {
+    ($features:literal $(, $masked:ident)?) => {
         /// A `ROWS × NV·LANES` tile: [`tile_body`](super::vector::tile_body)
         /// compiled for this file's ISA.
         ///
@@ -34,20 +37,59 @@ macro_rules! vector_tile_fn {
             // SAFETY: the ISA's features are enabled here; the pointer
             // contract is forwarded.
             unsafe {
-                super::vector::tile_body::<V, NV, ROWS>(
-                    steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue,
+                super::vector::tile_body::<V, NV, ROWS, false>(
+                    steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue, NV * V::LANES,
                 )
             }
         }
+        $(
+        /// A `ROWS × NV·LANES` tile of which only the first `cols` columns
+        /// are read from B and C and written to C, with masked loads and
+        /// stores: [`tile_body`](super::vector::tile_body) compiled for this
+        /// file's ISA (`
+        #[doc = stringify!($masked)]
+        /// `).
+        ///
+        /// # Safety
+        /// As `tile`, with B's and C's rows (and a column bias) valid for
+        /// `cols ≤ NV·LANES` values.
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn edge_tile<V: Lanes, const NV: usize, const ROWS: usize>(
+            steps: KSteps<'_>,
+            alpha: V::Elem,
+            a: *const V::Elem,
+            a_strides: [isize; 2],
+            b: *const V::Elem,
+            bs: isize,
+            beta: V::Elem,
+            c: *mut V::Elem,
+            rsc: isize,
+            epilogue: Option<&TileEpilogue<V::Elem>>,
+            cols: usize,
+        ) {
+            // SAFETY: as in `tile`; `cols` bounds every B, C and bias access.
+            unsafe {
+                super::vector::tile_body::<V, NV, ROWS, true>(
+                    steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue, cols,
+                )
+            }
+        }
+        )?
     };
 }
 pub(crate) use vector_tile_fn;
 
 /// The tile functions `shim::<V, NV, r>` for each listed row count `r`, in
-/// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide.
+/// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide. A
+/// [`TileFn`](super::TileFn) each, or the given function type (an
+/// [`EdgeTileFn`](super::EdgeTileFn) for `edge_tile`).
 macro_rules! tiles_by_rows {
     ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*]) => {
-        [$($shim::<$v, { $nv }, $rows> as TileFn<<$v as Lanes>::Elem>),*]
+        tiles_by_rows!($shim::<$v, $nv>, [$($rows),*] as TileFn)
+    };
+    ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*] as $fn_type:ident) => {
+        [$($shim::<$v, { $nv }, $rows> as $fn_type<<$v as Lanes>::Elem>),*]
     };
 }
 pub(crate) use tiles_by_rows;
@@ -69,13 +111,17 @@ pub(crate) use one_row_kernel;
 
 /// A `ROWS × NV·LANES` tile: `ROWS` broadcast A values against `NV` B
 /// vectors per k step, `NV·ROWS` accumulators. Fewer rows than MR serve the
-/// last sliver of a block, so no FMA is spent on padding rows.
+/// last sliver of a block, so no FMA is spent on padding rows. With `EDGE`,
+/// only the first `cols` columns of B and C (and of a column bias) are
+/// touched, through [`Lanes::load_first`] and [`Lanes::store_first`];
+/// otherwise `cols` is the full width.
 ///
 /// # Safety
 /// Runs inside a function compiled with `V`'s target features; the pointers
-/// satisfy the kernel contract.
+/// satisfy the kernel contract (for `cols` columns with `EDGE`).
 #[inline(always)]
-pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, const EDGE: bool>(
     steps: KSteps<'_>,
     alpha: V::Elem,
     a: *const V::Elem,
@@ -86,19 +132,27 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
     c: *mut V::Elem,
     rsc: isize,
     epilogue: Option<&TileEpilogue<V::Elem>>,
+    cols: usize,
 ) {
     let l = V::LANES;
-    let nr = NV * l;
+    debug_assert!(cols <= NV * l && (EDGE || cols == NV * l));
+    // Lanes of each vector inside the tile's columns (all of them unless EDGE).
+    let mut counts = [l; NV];
+    for (v, count) in counts.iter_mut().enumerate() {
+        *count = cols.saturating_sub(v * l).min(l);
+    }
     // SAFETY (whole body): this runs under V's target features and the pointers
     // satisfy the kernel contract: A[i, p] is at a + i·ars + p·acs for
-    // i < ROWS, B[p, j] at b + p·bs + j for j < NR, C rows `c + i·rsc` hold NR
-    // writable values each, and an epilogue bias holds NR (or ROWS) values.
+    // i < ROWS, B[p, j] at b + p·bs + j for j < cols, C rows `c + i·rsc` hold
+    // `cols` writable values each, and an epilogue bias holds `cols` (or
+    // ROWS) values. Vectors past `cols` are addressed with wrapping
+    // arithmetic and touch no memory (a zero lane count).
     unsafe {
         // C is touched only after the k loop: start pulling its rows in now.
         for i in 0..ROWS {
             let row = c.offset(i as isize * rsc) as *const u8;
             prefetch_l1(row);
-            prefetch_l1(row.wrapping_add(nr * size_of::<V::Elem>() - 1));
+            prefetch_l1(row.wrapping_add(cols * size_of::<V::Elem>() - 1));
         }
         let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
         let mut rows = [a; ROWS];
@@ -108,9 +162,9 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         // A column multiplied by B lanes where that is one instruction
         // (NEON) and the column is contiguous (a packed sliver).
         if V::FMA_BY_LANE && ars == 1 {
-            k_loop::<V, NV, ROWS, true>(&mut ab, &rows, acs, steps, b, bs);
+            k_loop::<V, NV, ROWS, true, EDGE>(&mut ab, &rows, acs, steps, b, bs, &counts);
         } else {
-            k_loop::<V, NV, ROWS, false>(&mut ab, &rows, acs, steps, b, bs);
+            k_loop::<V, NV, ROWS, false, EDGE>(&mut ab, &rows, acs, steps, b, bs, &counts);
         }
         // α = 1 and β ∈ {0, 1} (every product the layers run) skip the
         // multiply: 24 operations per tile, next to 240 FMAs at k = 10.
@@ -120,16 +174,16 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         for (i, ab) in ab.iter().enumerate() {
             let row = c.offset(i as isize * rsc);
             for (v, &ab) in ab.iter().enumerate() {
-                let p = row.add(v * l);
+                let p = row.wrapping_add(v * l);
                 let ab = if unit_alpha { ab } else { alpha.mul(ab) };
                 let out = if beta == V::Elem::ZERO {
                     ab
                 } else if beta == V::Elem::ONE {
-                    V::loadu(p).add(ab)
+                    load::<V, EDGE>(p, counts[v]).add(ab)
                 } else {
-                    V::splat(beta).fmadd(V::loadu(p), ab)
+                    V::splat(beta).fmadd(load::<V, EDGE>(p, counts[v]), ab)
                 };
-                out.storeu(p);
+                store::<V, EDGE>(out, p, counts[v]);
             }
         }
         // The epilogue re-reads the tile from L1 rather than working on the
@@ -139,20 +193,54 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
         if let Some(e) = epilogue {
             for i in 0..ROWS {
                 let row = c.offset(i as isize * rsc);
-                for v in 0..NV {
-                    let p = row.add(v * l);
-                    let mut out = V::loadu(p);
+                for (v, &count) in counts.iter().enumerate() {
+                    let p = row.wrapping_add(v * l);
+                    let mut out = load::<V, EDGE>(p, count);
                     if !e.bias.is_null() {
                         let bias = if e.bias_per_row {
                             V::broadcast(e.bias.add(i))
                         } else {
-                            V::loadu(e.bias.add(v * l))
+                            load::<V, EDGE>(e.bias.wrapping_add(v * l), count)
                         };
                         out = out.add(bias);
                     }
-                    e.act.apply_lanes(out).storeu(p);
+                    store::<V, EDGE>(e.act.apply_lanes(out), p, count);
                 }
             }
+        }
+    }
+}
+
+/// A vector of `count` lanes at `p` ([`Lanes::load_first`]) with `EDGE`,
+/// of all of them otherwise.
+///
+/// # Safety
+/// Runs under `V`'s features; `p` holds `count` readable values (`LANES`
+/// without `EDGE`).
+#[inline(always)]
+unsafe fn load<V: Lanes, const EDGE: bool>(p: *const V::Elem, count: usize) -> V {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if EDGE {
+            V::load_first(p, count)
+        } else {
+            V::loadu(p)
+        }
+    }
+}
+
+/// Stores `count` lanes of `x` at `p` with `EDGE`, all of them otherwise.
+///
+/// # Safety
+/// As [`load`], for writes.
+#[inline(always)]
+unsafe fn store<V: Lanes, const EDGE: bool>(x: V, p: *mut V::Elem, count: usize) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if EDGE {
+            x.store_first(p, count)
+        } else {
+            x.storeu(p)
         }
     }
 }
@@ -162,13 +250,21 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize>(
 /// # Safety
 /// As [`tile_body`]; with `BY_LANE`, A's rows are contiguous (`ars = 1`).
 #[inline(always)]
-unsafe fn k_loop<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bool>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn k_loop<
+    V: Lanes,
+    const NV: usize,
+    const ROWS: usize,
+    const BY_LANE: bool,
+    const EDGE: bool,
+>(
     ab: &mut [[V; NV]; ROWS],
     rows: &[*const V::Elem; ROWS],
     acs: isize,
     steps: KSteps<'_>,
     b: *const V::Elem,
     bs: isize,
+    counts: &[usize; NV],
 ) {
     let mut at = 0isize;
     // SAFETY: forwarded contract.
@@ -180,13 +276,15 @@ unsafe fn k_loop<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bo
                 // would leave B's allocation when B is read in place, and
                 // in-bounds `offset` past the end is undefined behaviour.
                 for p in 0..k {
-                    k_step::<V, NV, ROWS, BY_LANE>(ab, rows, at, b.offset(p as isize * bs));
+                    let b = b.offset(p as isize * bs);
+                    k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, at, b, counts);
                     at += acs;
                 }
             }
             KSteps::Listed(listed) => {
                 for &p in listed {
-                    k_step::<V, NV, ROWS, BY_LANE>(ab, rows, at, b.offset(p as isize * bs));
+                    let b = b.offset(p as isize * bs);
+                    k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, at, b, counts);
                     at += acs;
                 }
             }
@@ -200,14 +298,21 @@ unsafe fn k_loop<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bo
 /// otherwise) from a broadcast.
 ///
 /// # Safety
-/// As [`tile_body`], for this step's A column and B row; with `BY_LANE`,
-/// `rows[i] = rows[0] + i`.
+/// As [`tile_body`], for this step's A column and B row (`counts[v]` values
+/// of vector `v` with `EDGE`); with `BY_LANE`, `rows[i] = rows[0] + i`.
 #[inline(always)]
-unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bool>(
+unsafe fn k_step<
+    V: Lanes,
+    const NV: usize,
+    const ROWS: usize,
+    const BY_LANE: bool,
+    const EDGE: bool,
+>(
     ab: &mut [[V; NV]; ROWS],
     rows: &[*const V::Elem; ROWS],
     at: isize,
     b: *const V::Elem,
+    counts: &[usize; NV],
 ) {
     let l = V::LANES;
     // SAFETY: forwarded contract; a lane group `g..g + LANES ≤ ROWS` lies
@@ -218,7 +323,7 @@ unsafe fn k_step<V: Lanes, const NV: usize, const ROWS: usize, const BY_LANE: bo
         // ISA's features, and the loads became calls.
         let mut bv = [V::splat(V::Elem::ZERO); NV];
         for (v, bv) in bv.iter_mut().enumerate() {
-            *bv = V::loadu(b.add(v * l));
+            *bv = load::<V, EDGE>(b.wrapping_add(v * l), counts[v]);
         }
         for (i, (ab, row)) in ab.iter_mut().zip(rows).enumerate() {
             let group = i / l * l;
