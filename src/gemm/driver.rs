@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 use super::Shared;
 use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
-use super::pack::{PackBuf, pack_a_rows, pack_a_sliver, pack_b_panel, sliver_rows};
+use super::pack::{PackBuf, SliverSplit, pack_a_rows, pack_a_sliver, pack_b_panel};
 use crate::activation::Activation;
 use crate::isa::Element;
 use crate::isa::Isa;
@@ -956,7 +956,7 @@ impl<T: Element> Panel<'_, T> {
         };
         let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
             match self.plan.a_layout {
-                // SAFETY: the sliver's rows are inside the block (sliver_rows).
+                // SAFETY: the sliver's rows are inside the block (SliverSplit).
                 ALayout::InPlace => (
                     unsafe { a_block.offset(first_row as isize * a_rs) },
                     [a_rs, 1],
@@ -972,6 +972,7 @@ impl<T: Element> Panel<'_, T> {
             }
         };
         let per_group = self.plan.per_group;
+        let split = SliverSplit::new(mc, mr);
         // jr: one NR-wide sliver of the B panel, NR columns of C.
         for s in group * per_group..((group + 1) * per_group).min(self.plan.slivers) {
             let j = self.jc + s * nr;
@@ -988,7 +989,7 @@ impl<T: Element> Panel<'_, T> {
             let cols = nr.min(self.n - j);
             // ir: one sliver of the A block (≤ MR rows), those rows of C.
             for r in 0..mc.div_ceil(mr) {
-                let (first_row, rows) = sliver_rows(mc, mr, r);
+                let (first_row, rows) = split.rows(r);
                 let i = ic + first_row;
                 // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
                 // written by this task alone; the slivers are kc deep.

@@ -437,14 +437,38 @@ unsafe fn pack_sliver_any<T: Element>(
     }
 }
 
+/// How `mc` rows split into `⌈mc/mr⌉` slivers as evenly as possible: 32
+/// rows with `mr = 6` are 6, 6, 5, 5, 5, 5, so the last sliver is not a
+/// 2-row straggler. Computed once per block (three divisions), then asked
+/// per sliver by [`SliverSplit::rows`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SliverSplit {
+    /// Slivers of `base + 1` rows come first, `extra` of them.
+    base: usize,
+    extra: usize,
+}
+
+impl SliverSplit {
+    pub(crate) fn new(mc: usize, mr: usize) -> Self {
+        let slivers = mc.div_ceil(mr);
+        SliverSplit {
+            base: mc / slivers,
+            extra: mc % slivers,
+        }
+    }
+
+    /// `(first row, rows)` of sliver `s`.
+    #[inline]
+    pub(crate) fn rows(self, s: usize) -> (usize, usize) {
+        let SliverSplit { base, extra } = self;
+        (s * base + s.min(extra), base + usize::from(s < extra))
+    }
+}
+
 /// The rows of sliver `s` when `mc` rows are split into `⌈mc/mr⌉` slivers
-/// as evenly as possible, as `(first row, rows)`: 32 rows with `mr = 6` are
-/// 6, 6, 5, 5, 5, 5, so the last sliver is not a 2-row straggler.
-#[inline]
+/// (see [`SliverSplit`]), as `(first row, rows)`.
 pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
-    let slivers = mc.div_ceil(mr);
-    let (base, extra) = (mc / slivers, mc % slivers);
-    (s * base + s.min(extra), base + usize::from(s < extra))
+    SliverSplit::new(mc, mr).rows(s)
 }
 
 /// Packs sliver `s` of the `mc × kc` block of A at `a` (its rows given by
