@@ -171,6 +171,13 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
         // Same bits: 1·x = x, and fma(1, c, x) rounds c + x once.
         let unit_alpha = alpha == V::Elem::ONE;
         let alpha = V::splat(alpha);
+        // An edge tile with an epilogue keeps the finished sums in a stack
+        // tile for it: re-reading C right after a masked store to it would
+        // miss store-to-load forwarding (a stall per vector), while a full
+        // store to the stack forwards to the full load that reads it back.
+        let staged = EDGE && epilogue.is_some();
+        let mut stage = core::mem::MaybeUninit::<[[V; NV]; ROWS]>::uninit();
+        let stage = stage.as_mut_ptr().cast::<V>();
         for (i, ab) in ab.iter().enumerate() {
             let row = c.offset(i as isize * rsc);
             for (v, &ab) in ab.iter().enumerate() {
@@ -183,7 +190,11 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
                 } else {
                     V::splat(beta).fmadd(load::<V, EDGE>(p, counts[v]), ab)
                 };
-                store::<V, EDGE>(out, p, counts[v]);
+                if staged {
+                    stage.add(i * NV + v).write(out);
+                } else {
+                    store::<V, EDGE>(out, p, counts[v]);
+                }
             }
         }
         // The epilogue re-reads the tile from L1 rather than working on the
@@ -195,7 +206,11 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
                 let row = c.offset(i as isize * rsc);
                 for (v, &count) in counts.iter().enumerate() {
                     let p = row.wrapping_add(v * l);
-                    let mut out = load::<V, EDGE>(p, count);
+                    let mut out = match staged {
+                        // Written above for every (i, v).
+                        true => stage.add(i * NV + v).read(),
+                        false => load::<V, EDGE>(p, count),
+                    };
                     if !e.bias.is_null() {
                         let bias = if e.bias_per_row {
                             V::broadcast(e.bias.add(i))
