@@ -156,15 +156,20 @@ PYTORCH_MODELS = [
      "lecture", 3),
 ]
 
-def has_torch():
-    return subprocess.run([sys.executable, "-c", "import torch"], capture_output=True).returncode == 0
+def torch_version(table):
+    """PyTorch's version, or None (with a note that `table` is left as it was) without it."""
+    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"perf_tables.py: torch is not installed (pip install torch numpy); {table} table left as it was",
+              file=sys.stderr)
+        return None
+    return r.stdout.strip()
 
 def pytorch_table(head, rounds):
-    if not has_torch():
-        print("perf_tables.py: torch is not installed (pip install torch numpy); pytorch table left as it was", file=sys.stderr)
+    version = torch_version("pytorch")
+    if version is None:
         return None
-    version = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                             capture_output=True, text=True).stdout.strip()
     ratios = {name: [] for name, *_ in PYTORCH_MODELS}
     speeds = {name: ([], []) for name, *_ in PYTORCH_MODELS}
     for _ in range(rounds):
@@ -197,11 +202,9 @@ def criterion_median_us(group, func, param):
     return json.load(open(path))["median"]["point_estimate"] / 1000.0
 
 def pytorch_infer_table(head, rounds):
-    if not has_torch():
-        print("perf_tables.py: torch is not installed (pip install torch numpy); pytorch-infer table left as it was", file=sys.stderr)
+    version = torch_version("pytorch-infer")
+    if version is None:
         return None
-    version = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                             capture_output=True, text=True).stdout.strip()
     ours = {(i, b): [] for i in ("mnist", "dense") for b in INFER_BATCHES}
     theirs = {(i, b): [] for i in ("mnist", "dense") for b in INFER_BATCHES}
     bench = "cargo bench --bench infer -- 'infer/(mnist|dense)_1t_packed'"

@@ -21,7 +21,7 @@
 //! f32, 12×8 for f64) that the driver picks by its cost model.
 
 use super::vector::{one_row_kernel, tiles_by_rows, vector_tile_fn};
-use super::{EdgeTileFn, KSteps, Kernel, TileEpilogue, TileFn};
+use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::isa::{F32x16, F64x8};
 use crate::isa::{Isa, Lanes};
 
@@ -68,8 +68,9 @@ macro_rules! avx512_kernel {
         )
         .reading_b_in_place_up_to(usize::MAX, ALIASED_B_IN_PLACE_MAX_ROWS)
         .with_edge_tiles(&tiles_by_rows!(
-            edge_tile::<$v, $nv>,
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] as EdgeTileFn
+            tile::<$v, $nv>,
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            masked edges
         ))
     };
 }
@@ -106,4 +107,4 @@ static F64_ONE_ROW: Kernel<f64> =
 // SAFETY: as above.
 static F64_NARROW: Kernel<f64> = unsafe { avx512_kernel!(F64x8, 1, MC_F64, KC_F64) };
 
-vector_tile_fn!("avx512f,avx2,fma", masked);
+vector_tile_fn!("avx512f,avx2,fma");

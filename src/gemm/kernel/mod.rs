@@ -28,7 +28,7 @@
 //! column stride go through [`Kernel::run_tile`]. Where the ISA loads and
 //! stores a vector's first lanes in one masked instruction (AVX-512), a
 //! narrow tile with unit column stride runs in place on the kernel's edge
-//! twin ([`EdgeTileFn`]), which touches only the tile's `cols` columns of B
+//! twin (see [`Kernel::with_edge_tiles`]), which touches only the tile's `cols` columns of B
 //! and C, so B's last sliver is read in place, never packed. Otherwise the
 //! kernel runs on a temporary tile and the valid part is copied in and
 //! out. Either way no kernel touches memory outside C.
@@ -88,22 +88,6 @@ pub(crate) type TileFn<T> = unsafe fn(
     c: *mut T,
     rsc: isize,
     epilogue: Option<&TileEpilogue<T>>,
-);
-
-/// A microkernel for a tile narrower than its NR: the [`TileFn`] contract
-/// for the first `cols` columns only (B, C and a column bias are read and
-/// written for `cols` values a row), with masked loads and stores.
-pub(crate) type EdgeTileFn<T> = unsafe fn(
-    steps: KSteps<'_>,
-    alpha: T,
-    a: *const T,
-    a_strides: [isize; 2],
-    b: *const T,
-    b_row_stride: isize,
-    beta: T,
-    c: *mut T,
-    rsc: isize,
-    epilogue: Option<&TileEpilogue<T>>,
     cols: usize,
 );
 
@@ -146,7 +130,7 @@ pub struct Kernel<T: 'static> {
     /// `edge_tiles[r - 1]` computes the first columns of an `r × NR` tile
     /// in place, where the ISA has masked loads and stores (see
     /// [`Kernel::with_edge_tiles`]).
-    edge_tiles: Option<&'static [EdgeTileFn<T>]>,
+    edge_tiles: Option<&'static [TileFn<T>]>,
     /// A narrower kernel of the same ISA, for products with few columns.
     narrow: Option<&'static Kernel<T>>,
     /// A one-row kernel of the same ISA and KC, for products of one row
@@ -211,7 +195,7 @@ impl<T: Element> Kernel<T> {
     /// place with `edge_tiles` instead of through a temporary tile: no copy
     /// in and out, and B's last sliver read where it is, never packed.
     #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
-    pub(crate) const fn with_edge_tiles(self, edge_tiles: &'static [EdgeTileFn<T>]) -> Self {
+    pub(crate) const fn with_edge_tiles(self, edge_tiles: &'static [TileFn<T>]) -> Self {
         assert!(edge_tiles.len() == self.mr);
         Kernel {
             edge_tiles: Some(edge_tiles),
@@ -303,31 +287,15 @@ impl<T: Element> Kernel<T> {
         epilogue: Option<&TileEpilogue<T>>,
     ) {
         debug_assert!((1..=self.mr).contains(&rows) && cols <= self.nr);
-        if let (Some(edge_tiles), true, true) = (self.edge_tiles, cols < self.nr, csc == 1) {
-            // SAFETY: the edge tile touches only the `cols` columns of B, C
-            // and a column bias that the caller vouches for; holding `self`
-            // proves the ISA is present.
-            unsafe {
-                edge_tiles[rows - 1](
-                    steps,
-                    alpha,
-                    a,
-                    a_strides,
-                    b,
-                    b_row_stride,
-                    beta,
-                    c,
-                    rsc,
-                    epilogue,
-                    cols,
-                )
-            };
-            return;
-        }
-        let tile = self.tiles[rows - 1];
-        if cols == self.nr && csc == 1 {
-            // SAFETY: full-width rows with unit column stride are exactly the
-            // kernel's contract; the caller vouches for the pointers, and
+        // The tile function and the columns it computes: an edge tile just
+        // `cols` (reading only those of B), a full tile all NR.
+        let (tile, width) = match self.edge_tiles {
+            Some(edge_tiles) if cols < self.nr => (edge_tiles[rows - 1], cols),
+            _ => (self.tiles[rows - 1], self.nr),
+        };
+        if width == cols && csc == 1 {
+            // SAFETY: exactly the kernel's contract for `width` columns with
+            // unit column stride; the caller vouches for the pointers, and
             // holding `self` proves the ISA is present.
             unsafe {
                 tile(
@@ -341,6 +309,7 @@ impl<T: Element> Kernel<T> {
                     c,
                     rsc,
                     epilogue,
+                    width,
                 )
             };
             return;
@@ -379,38 +348,23 @@ impl<T: Element> Kernel<T> {
                 }
             }
         }
-        let (tmp_c, tmp_rs) = (tmp.as_mut_ptr(), nr as isize);
         // SAFETY: `tmp` holds `rows` full rows with row stride NR and unit
         // column stride; an edge tile reads only the `cols` columns of B the
         // caller vouches for (so B's last sliver may be read in place).
         unsafe {
-            match self.edge_tiles {
-                Some(edge_tiles) => edge_tiles[rows - 1](
-                    steps,
-                    alpha,
-                    a,
-                    a_strides,
-                    b,
-                    b_row_stride,
-                    beta,
-                    tmp_c,
-                    tmp_rs,
-                    padded.as_ref(),
-                    cols,
-                ),
-                None => tile(
-                    steps,
-                    alpha,
-                    a,
-                    a_strides,
-                    b,
-                    b_row_stride,
-                    beta,
-                    tmp_c,
-                    tmp_rs,
-                    padded.as_ref(),
-                ),
-            }
+            tile(
+                steps,
+                alpha,
+                a,
+                a_strides,
+                b,
+                b_row_stride,
+                beta,
+                tmp.as_mut_ptr(),
+                nr as isize,
+                padded.as_ref(),
+                width,
+            )
         };
         for i in 0..rows {
             for j in 0..cols {

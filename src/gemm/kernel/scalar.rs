@@ -81,7 +81,9 @@ unsafe fn tile<T: Element, const ROWS: usize, const NR: usize>(
     c: *mut T,
     rsc: isize,
     epilogue: Option<&TileEpilogue<T>>,
+    cols: usize,
 ) {
+    debug_assert_eq!(cols, NR, "the portable kernel has no edge tiles");
     let mut ab = [[T::ZERO; NR]; ROWS];
     let (k, listed) = match steps {
         KSteps::All(k) => (k, None),

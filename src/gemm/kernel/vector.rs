@@ -6,56 +6,22 @@
 use super::{KSteps, TileEpilogue};
 use crate::isa::{Element, Lanes, prefetch_l1};
 
-/// Declares `tile::<V, NV, ROWS>`, the [`TileFn`](super::TileFn): a
+/// Declares `tile::<V, NV, ROWS, EDGE>`, the [`TileFn`](super::TileFn): a
 /// `ROWS × NV·LANES` tile whose body is [`tile_body`], compiled with the
-/// target features `$features` (those of lane type `V`'s ISA); with
-/// `masked`, also `edge_tile::<V, NV, ROWS>`, the
-/// [`EdgeTileFn`](super::EdgeTileFn) of the same tile for ISAs whose lanes
-/// load and store a vector's first lanes in one masked instruction.
+/// target features `$features` (those of lane type `V`'s ISA). With `EDGE`
+/// (only for lanes with masked loads and stores, [`Lanes::MASKED`]) it
+/// touches just the first `cols` columns of B and C.
 macro_rules! vector_tile_fn {
-    ($features:literal $(, $masked:ident)?) => {
-        /// A `ROWS × NV·LANES` tile: [`tile_body`](super::vector::tile_body)
-        /// compiled for this file's ISA.
+    ($features:literal) => {
+        /// A `ROWS × NV·LANES` tile (its first `cols` columns with `EDGE`):
+        /// [`tile_body`](super::vector::tile_body) compiled for this file's ISA.
         ///
         /// # Safety
         /// The CPU supports this file's ISA, `V` is one of its lane types,
         /// and the pointers satisfy the kernel contract.
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize>(
-            steps: KSteps<'_>,
-            alpha: V::Elem,
-            a: *const V::Elem,
-            a_strides: [isize; 2],
-            b: *const V::Elem,
-            bs: isize,
-            beta: V::Elem,
-            c: *mut V::Elem,
-            rsc: isize,
-            epilogue: Option<&TileEpilogue<V::Elem>>,
-        ) {
-            // SAFETY: the ISA's features are enabled here; the pointer
-            // contract is forwarded.
-            unsafe {
-                super::vector::tile_body::<V, NV, ROWS, false>(
-                    steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue, NV * V::LANES,
-                )
-            }
-        }
-        $(
-        /// A `ROWS × NV·LANES` tile of which only the first `cols` columns
-        /// are read from B and C and written to C, with masked loads and
-        /// stores: [`tile_body`](super::vector::tile_body) compiled for this
-        /// file's ISA (`
-        #[doc = stringify!($masked)]
-        /// `).
-        ///
-        /// # Safety
-        /// As `tile`, with B's and C's rows (and a column bias) valid for
-        /// `cols ≤ NV·LANES` values.
-        #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn edge_tile<V: Lanes, const NV: usize, const ROWS: usize>(
+        unsafe fn tile<V: Lanes, const NV: usize, const ROWS: usize, const EDGE: bool>(
             steps: KSteps<'_>,
             alpha: V::Elem,
             a: *const V::Elem,
@@ -68,28 +34,31 @@ macro_rules! vector_tile_fn {
             epilogue: Option<&TileEpilogue<V::Elem>>,
             cols: usize,
         ) {
-            // SAFETY: as in `tile`; `cols` bounds every B, C and bias access.
+            // SAFETY: the ISA's features are enabled here; the pointer
+            // contract is forwarded.
             unsafe {
-                super::vector::tile_body::<V, NV, ROWS, true>(
+                super::vector::tile_body::<V, NV, ROWS, EDGE>(
                     steps, alpha, a, a_strides, b, bs, beta, c, rsc, epilogue, cols,
                 )
             }
         }
-        )?
     };
 }
 pub(crate) use vector_tile_fn;
 
-/// The tile functions `shim::<V, NV, r>` for each listed row count `r`, in
-/// order: entry `r − 1` computes an `r`-row tile `NV` vectors wide. A
-/// [`TileFn`](super::TileFn) each, or the given function type (an
-/// [`EdgeTileFn`](super::EdgeTileFn) for `edge_tile`).
+/// The tile functions `shim::<V, NV, r, false>` for each listed row count
+/// `r`, in order: entry `r − 1` computes an `r`-row tile `NV` vectors wide;
+/// with `masked edges`, their edge twins `shim::<V, NV, r, true>` (see
+/// [`Kernel::with_edge_tiles`](super::Kernel::with_edge_tiles)).
 macro_rules! tiles_by_rows {
     ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*]) => {
-        tiles_by_rows!($shim::<$v, $nv>, [$($rows),*] as TileFn)
+        tiles_by_rows!(@ $shim, $v, $nv, false, [$($rows),*])
     };
-    ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*] as $fn_type:ident) => {
-        [$($shim::<$v, { $nv }, $rows> as $fn_type<<$v as Lanes>::Elem>),*]
+    ($shim:ident::<$v:ty, $nv:tt>, [$($rows:literal),*], masked edges) => {
+        tiles_by_rows!(@ $shim, $v, $nv, true, [$($rows),*])
+    };
+    (@ $shim:ident, $v:ty, $nv:tt, $edge:literal, [$($rows:literal),*]) => {
+        [$($shim::<$v, { $nv }, $rows, $edge> as TileFn<<$v as Lanes>::Elem>),*]
     };
 }
 pub(crate) use tiles_by_rows;
@@ -136,6 +105,8 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
 ) {
     let l = V::LANES;
     debug_assert!(cols <= NV * l && (EDGE || cols == NV * l));
+    // Edge tiles only where a vector's first lanes are one masked access.
+    debug_assert!(!EDGE || V::MASKED);
     // Lanes of each vector inside the tile's columns (all of them unless EDGE).
     let mut counts = [l; NV];
     for (v, count) in counts.iter_mut().enumerate() {
