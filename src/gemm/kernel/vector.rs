@@ -137,6 +137,29 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
         } else {
             k_loop::<V, NV, ROWS, false, EDGE>(&mut ab, &rows, acs, steps, b, bs, &counts);
         }
+        store_tile::<V, NV, ROWS, EDGE>(&ab, alpha, beta, c, rsc, epilogue, &counts);
+    }
+}
+
+/// Stores a finished tile: `C ← α·ab + β·C`, then the epilogue (bias and
+/// activation) if any, on the `counts[v]` lanes of each vector `v` with
+/// `EDGE`, on all of them otherwise.
+///
+/// # Safety
+/// As [`tile_body`], for C and the epilogue's bias.
+#[inline(always)]
+unsafe fn store_tile<V: Lanes, const NV: usize, const ROWS: usize, const EDGE: bool>(
+    ab: &[[V; NV]; ROWS],
+    alpha: V::Elem,
+    beta: V::Elem,
+    c: *mut V::Elem,
+    rsc: isize,
+    epilogue: Option<&TileEpilogue<V::Elem>>,
+    counts: &[usize; NV],
+) {
+    let l = V::LANES;
+    // SAFETY: forwarded contract (see `tile_body`).
+    unsafe {
         // α = 1 and β ∈ {0, 1} (every product the layers run) skip the
         // multiply: 24 operations per tile, next to 240 FMAs at k = 10.
         // Same bits: 1·x = x, and fma(1, c, x) rounds c + x once.
