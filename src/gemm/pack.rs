@@ -465,14 +465,8 @@ impl SliverSplit {
     }
 }
 
-/// The rows of sliver `s` when `mc` rows are split into `⌈mc/mr⌉` slivers
-/// (see [`SliverSplit`]), as `(first row, rows)`.
-pub(crate) fn sliver_rows(mc: usize, mr: usize, s: usize) -> (usize, usize) {
-    SliverSplit::new(mc, mr).rows(s)
-}
-
 /// Packs sliver `s` of the `mc × kc` block of A at `a` (its rows given by
-/// [`sliver_rows`]) into `out`, `kc × mr` (k-major), zero-padded to `mr`.
+/// [`SliverSplit`]) into `out`, `kc × mr` (k-major), zero-padded to `mr`.
 /// A block is packed sliver by sliver, so several threads can share the work.
 ///
 /// With `steps`, the sliver's all-zero columns are dropped as by
@@ -496,7 +490,7 @@ pub(crate) unsafe fn pack_a_sliver<T: Element>(
     out: &mut [T],
     steps: Option<&mut [u16]>,
 ) -> usize {
-    let (i0, rows) = sliver_rows(mc, mr, s);
+    let (i0, rows) = SliverSplit::new(mc, mr).rows(s);
     // SAFETY (each arm): rows i0..i0+rows of the block are readable for kc
     // columns (caller contract); full slivers read exactly those.
     unsafe {

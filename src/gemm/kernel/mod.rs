@@ -28,10 +28,10 @@
 //! column stride go through [`Kernel::run_tile`]. Where the ISA loads and
 //! stores a vector's first lanes in one masked instruction (AVX-512), a
 //! narrow tile with unit column stride runs in place on the kernel's edge
-//! twin (see [`Kernel::with_edge_tiles`]), which touches only the tile's `cols` columns of B
-//! and C, so B's last sliver is read in place, never packed. Otherwise the
-//! kernel runs on a temporary tile and the valid part is copied in and
-//! out. Either way no kernel touches memory outside C.
+//! twin (see [`Kernel::with_edge_tiles`]), which touches only the tile's
+//! `cols` columns of B and C, so B's last sliver is read in place, never
+//! packed. Otherwise the kernel runs on a temporary tile and the valid part
+//! is copied in and out. Either way no kernel touches memory outside C.
 
 pub(crate) mod scalar;
 
