@@ -37,8 +37,8 @@ use super::Shared;
 use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
 use super::pack::{PackBuf, SliverSplit, pack_a_rows, pack_a_sliver, pack_b_panel};
 use crate::activation::Activation;
-use crate::isa::Element;
 use crate::isa::Isa;
+use crate::isa::{Element, prefetch_l1};
 
 use crate::par::min_parallel_work;
 
@@ -205,6 +205,24 @@ fn cost<T: Element, P, Q>(
     multiply + copy_out + pack_a + pack_b
 }
 
+/// Products at least this deep prefetch C (see [`prefetches_c`]).
+const PREFETCH_C_MIN_DEPTH: usize = 256;
+
+/// Products whose C is larger than this prefetch C whatever their depth:
+/// a C larger than a core's L2 (1 MiB on Zen 4 and 5, 1.25–2 MiB on recent
+/// Intel cores) is read from L3 or memory, whose latency a tile's stores
+/// would otherwise wait out.
+const PREFETCH_C_MIN_BYTES: usize = 1 << 20;
+
+/// Whether each tile's rows of C are prefetched before its k loop: only
+/// where the fetch has time to land and is slow enough to matter. For a
+/// shallow product with a cache-resident C (an output layer's `k = 10`
+/// input gradient) the prefetches only take issue slots from the FMAs.
+fn prefetches_c<T>([m, k, n]: [usize; 3]) -> bool {
+    k >= PREFETCH_C_MIN_DEPTH
+        || m.saturating_mul(n).saturating_mul(size_of::<T>()) > PREFETCH_C_MIN_BYTES
+}
+
 /// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Operand<P> {
@@ -223,6 +241,14 @@ impl<P: Copy> Operand<P> {
     }
     fn strides(self) -> [isize; 2] {
         [self.rs, self.cs]
+    }
+    /// The strides alone, for a plan.
+    fn layout(self) -> Operand<()> {
+        Operand {
+            ptr: (),
+            rs: self.rs,
+            cs: self.cs,
+        }
     }
 }
 
@@ -303,28 +329,167 @@ pub(crate) unsafe fn gemm<T: Element>(
     } {
         return;
     }
-    let (kernel, transposed) = orientation(kernel, [m, k, n], a, b, c, hints);
-    let (m, n, a, b, c) = if transposed {
-        (n, m, b.t(), a.t(), c.t())
-    } else {
-        (m, n, a, b, c)
-    };
-    // The bias runs along C's columns, so along the rows of Cᵀ.
-    let epilogue = epilogue.map(|e| (e, transposed));
     let threads = if m.saturating_mul(n).saturating_mul(k) < min_parallel_work() {
         1
     } else {
         max_threads.max(1)
     };
+    let plan = Plan::cached(kernel, threads, [m, k, n], [a, b], c, hints);
+    let kernel = kernel
+        .variants()
+        .nth(plan.variant)
+        .expect("a plan picks one of the kernel's variants");
+    let (m, n, a, b, c) = if plan.transposed {
+        (n, m, b.t(), a.t(), c.t())
+    } else {
+        (m, n, a, b, c)
+    };
+    // The bias runs along C's columns, so along the rows of Cᵀ.
+    let epilogue = epilogue.map(|e| (e, plan.transposed));
     let operands = Operands {
         a,
         b,
         c,
         drop_zero_a,
-        b_padded_cols: hints.b_padded_cols.filter(|_| !transposed),
+        b_padded_cols: hints.b_padded_cols.filter(|_| !plan.transposed),
     };
     // SAFETY: forwarded caller contract.
-    unsafe { blocked(kernel, threads, [m, k, n], alpha, operands, beta, epilogue) }
+    unsafe { blocked(kernel, &plan, [m, k, n], alpha, operands, beta, epilogue) }
+}
+
+/// Everything decided about a product before any of it is computed, from
+/// its shape, strides, hints and thread count alone (never from pointers or
+/// values): the kernel variant and orientation, the block sizes, and the
+/// plan of the first panel (the only one of most products).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    /// Index of the kernel variant in [`Kernel::variants`].
+    variant: usize,
+    /// Computed as `Cᵀ = Bᵀ·Aᵀ`.
+    transposed: bool,
+    threads: usize,
+    blocks: Blocks,
+    /// The panel at `jc = 0`, `pc = 0`, in the computed orientation.
+    first_panel: PanelPlan,
+    /// Each tile's rows of C are prefetched before its k loop (see
+    /// [`prefetches_c`]).
+    prefetch_c: bool,
+}
+
+/// What a [`Plan`] is made from: the arguments of [`Plan::new`], with the
+/// kernel by address (its identity) and the operands by strides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlanKey {
+    kernel: usize,
+    threads: usize,
+    shape: [usize; 3],
+    strides: [[isize; 2]; 3],
+    drop_zero_a: bool,
+    b_padded_cols: Option<usize>,
+}
+
+/// Plans kept per thread (see [`Plan::cached`]): enough for every product
+/// of a training step (forward, weight and input gradients of a few layers).
+const CACHED_PLANS: usize = 8;
+
+/// The latest plans made on one thread, replaced round-robin.
+struct PlanCache {
+    entries: [Option<(PlanKey, Plan)>; CACHED_PLANS],
+    /// The entry the next new plan replaces.
+    next: usize,
+}
+
+impl PlanCache {
+    fn get(&self, key: &PlanKey) -> Option<Plan> {
+        let mut entries = self.entries.iter().flatten();
+        entries.find(|(k, _)| k == key).map(|&(_, plan)| plan)
+    }
+
+    fn insert(&mut self, key: PlanKey, plan: Plan) {
+        self.entries[self.next] = Some((key, plan));
+        self.next = (self.next + 1) % CACHED_PLANS;
+    }
+}
+
+thread_local! {
+    static PLANS: core::cell::RefCell<PlanCache> = const {
+        core::cell::RefCell::new(PlanCache {
+            entries: [None; CACHED_PLANS],
+            next: 0,
+        })
+    };
+}
+
+impl Plan {
+    /// The plan of this product: planning weighs four kernel and
+    /// orientation candidates and divides every dimension into blocks and
+    /// slivers, which is a noticeable part of a small product (an output
+    /// layer's `k = 10` input gradient), while training repeats a few
+    /// shapes; so the latest plans are kept per thread and reused. A plan
+    /// depends on its key alone, so a reused one is the one [`Plan::new`]
+    /// would make: same bits.
+    fn cached<T: Element>(
+        kernel: &'static Kernel<T>,
+        threads: usize,
+        shape: [usize; 3],
+        [a, b]: [Operand<*const T>; 2],
+        c: Operand<*mut T>,
+        hints: Hints,
+    ) -> Plan {
+        let key = PlanKey {
+            kernel: core::ptr::from_ref(kernel).addr(),
+            threads,
+            shape,
+            strides: [a.strides(), b.strides(), c.strides()],
+            drop_zero_a: hints.drop_zero_a,
+            b_padded_cols: hints.b_padded_cols,
+        };
+        PLANS
+            .with_borrow(|plans| plans.get(&key))
+            .unwrap_or_else(|| {
+                let plan = Plan::new(kernel, threads, shape, [a, b], c, hints);
+                PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
+                plan
+            })
+    }
+
+    /// Plans the product from scratch (see [`orientation`], [`Blocks`],
+    /// [`PanelPlan`]).
+    fn new<T: Element>(
+        kernel: &'static Kernel<T>,
+        threads: usize,
+        [m, k, n]: [usize; 3],
+        [a, b]: [Operand<*const T>; 2],
+        c: Operand<*mut T>,
+        hints: Hints,
+    ) -> Plan {
+        let (chosen, transposed) = orientation(kernel, [m, k, n], a, b, c, hints);
+        let variant = kernel
+            .variants()
+            .position(|v| core::ptr::eq(v, chosen))
+            .expect("the orientation picks one of the kernel's variants");
+        let (m, n, a, b) = if transposed {
+            (n, m, b.t(), a.t())
+        } else {
+            (m, n, a, b)
+        };
+        let blocks = Blocks::new(chosen, [m, k, n]);
+        let layout = Layout {
+            a: a.layout(),
+            b: b.layout(),
+            drop_zero_a: hints.drop_zero_a,
+            b_padded_cols: hints.b_padded_cols.filter(|_| !transposed),
+        };
+        let kc = blocks.kc.min(k);
+        Plan {
+            variant,
+            transposed,
+            threads,
+            blocks,
+            first_panel: PanelPlan::new(chosen, threads, [m, n], blocks, [0, kc], layout),
+            prefetch_c: prefetches_c::<T>([m, k, n]),
+        }
+    }
 }
 
 /// Runs a product of one row (or one column, as `Cᵀ = Bᵀ·Aᵀ`) on the
@@ -593,25 +758,17 @@ impl PanelPlan {
 /// As [`gemm`], with `k ≥ 1`.
 unsafe fn blocked<T: Element>(
     kernel: &Kernel<T>,
-    threads: usize,
+    plan: &Plan,
     [m, k, n]: [usize; 3],
     alpha: T,
     ops: Operands<T>,
     beta: T,
     epilogue: Option<(Epilogue<T>, bool)>,
 ) {
-    let blocks = Blocks::new(kernel, [m, k, n]);
+    let (blocks, threads, prefetch_c) = (plan.blocks, plan.threads, plan.prefetch_c);
     let layout = Layout {
-        a: Operand {
-            ptr: (),
-            rs: ops.a.rs,
-            cs: ops.a.cs,
-        },
-        b: Operand {
-            ptr: (),
-            rs: ops.b.rs,
-            cs: ops.b.cs,
-        },
+        a: ops.a.layout(),
+        b: ops.b.layout(),
         drop_zero_a: ops.drop_zero_a,
         b_padded_cols: ops.b_padded_cols,
     };
@@ -622,7 +779,10 @@ unsafe fn blocked<T: Element>(
         // pc: a KC-deep slice of k: columns of A, rows of the B panel.
         for pc in (0..k).step_by(blocks.kc) {
             let kc = blocks.kc.min(k - pc);
-            let plan = PanelPlan::new(kernel, threads, [m, n], blocks, [jc, kc], layout);
+            let plan = match (jc, pc) {
+                (0, 0) => plan.first_panel,
+                _ => PanelPlan::new(kernel, threads, [m, n], blocks, [jc, kc], layout),
+            };
             let panel = Panel {
                 kernel,
                 plan,
@@ -642,6 +802,7 @@ unsafe fn blocked<T: Element>(
                 c: Shared(ops.c),
                 drop_zero_a: ops.drop_zero_a,
                 epilogue: epilogue.filter(|_| pc + kc == k),
+                prefetch_c,
             };
             let b_packed = b_buf.slice::<T>(plan.packed_b_slivers() * kernel.nr * kc);
             // SAFETY: forwarded caller contract.
@@ -670,6 +831,8 @@ struct Panel<'k, T: 'static> {
     drop_zero_a: bool,
     /// Only on the last k panel.
     epilogue: Option<(Epilogue<T>, bool)>,
+    /// See [`Plan::prefetch_c`].
+    prefetch_c: bool,
 }
 
 /// A packed A block: slivers (or padded rows) and, when zero columns are
@@ -877,7 +1040,7 @@ impl<T: Element> Panel<'_, T> {
         b: BSlivers<'_, T>,
     ) {
         let a_slivers = self.block_rows(block).1.div_ceil(self.kernel.mr);
-        let (mut values_buf, mut steps_buf) = (PackBuf::for_a(), PackBuf::for_steps());
+        let mut bufs = None;
         let packed = match a_shared {
             Some(shared) => {
                 let first = block * self.block_slivers();
@@ -888,7 +1051,15 @@ impl<T: Element> Panel<'_, T> {
                         [..a_slivers * self.step_slots()],
                 }
             }
-            None => self.pack_a_block(block, &mut values_buf, &mut steps_buf),
+            // Nothing to copy: the kernels read A's rows where they are.
+            None if self.plan.a_layout == ALayout::InPlace => PackedA {
+                values: &[],
+                steps: &[],
+            },
+            None => {
+                let (values, steps) = bufs.insert((PackBuf::for_a(), PackBuf::for_steps()));
+                self.pack_a_block(block, values, steps)
+            }
         };
         self.multiply_block(block, group, packed, b);
     }
@@ -991,10 +1162,13 @@ impl<T: Element> Panel<'_, T> {
             for r in 0..mc.div_ceil(mr) {
                 let (first_row, rows) = split.rows(r);
                 let i = ic + first_row;
+                let tile = c.ptr.wrapping_offset(i as isize * c.rs + j as isize * c.cs);
+                if self.prefetch_c {
+                    prefetch_tile(tile, [c.rs, c.cs], [rows, cols]);
+                }
                 // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
                 // written by this task alone; the slivers are kc deep.
                 unsafe {
-                    let tile = c.ptr.offset(i as isize * c.rs + j as isize * c.cs);
                     self.kernel.run_tile(
                         k_steps(r),
                         self.alpha,
@@ -1010,6 +1184,16 @@ impl<T: Element> Panel<'_, T> {
                 }
             }
         }
+    }
+}
+
+/// Starts pulling the first and last element of each row of a `rows × cols`
+/// tile of C at `tile` into L1: the kernel touches C only after its k loop.
+fn prefetch_tile<T>(tile: *mut T, [rs, cs]: [isize; 2], [rows, cols]: [usize; 2]) {
+    for i in 0..rows as isize {
+        let row = tile.wrapping_offset(i * rs).cast_const();
+        prefetch_l1(row);
+        prefetch_l1(row.wrapping_offset((cols as isize - 1) * cs));
     }
 }
 
@@ -1229,6 +1413,127 @@ mod tests {
         let plan = first_panel(2, shape, layout(shape, true, false));
         assert!(plan.share_a && plan.bands, "{plan:?}");
         assert_eq!(plan.groups, 8);
+    }
+
+    #[test]
+    fn a_cached_plan_is_the_plan_of_its_own_product() {
+        // Products that differ in one thing each (shape, a stride, the
+        // hints, the thread count) and whose plans differ: a key missing
+        // any of them would hand one product another's plan. More products
+        // than the cache holds, visited twice, so entries are replaced too.
+        let kernel = scalar();
+        let op = |rs: isize, cs: isize| Operand {
+            ptr: core::ptr::null::<f32>(),
+            rs,
+            cs,
+        };
+        let c = |rs: isize, cs: isize| Operand {
+            ptr: core::ptr::null_mut::<f32>(),
+            rs,
+            cs,
+        };
+        let dropping = Hints::dropping_zeros(true);
+        let padded = Hints {
+            drop_zero_a: false,
+            b_padded_cols: Some(16),
+        };
+        let products = [
+            (
+                1,
+                [64, 96, 10],
+                [op(96, 1), op(16, 1)],
+                c(10, 1),
+                Hints::default(),
+            ),
+            (
+                1,
+                [64, 96, 10],
+                [op(1, 64), op(16, 1)],
+                c(10, 1),
+                Hints::default(),
+            ),
+            (
+                1,
+                [64, 96, 10],
+                [op(96, 1), op(1, 96)],
+                c(10, 1),
+                Hints::default(),
+            ),
+            (1, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), dropping),
+            (1, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), padded),
+            (
+                1,
+                [32, 96, 10],
+                [op(96, 1), op(16, 1)],
+                c(10, 1),
+                Hints::default(),
+            ),
+            (
+                2,
+                [64, 96, 10],
+                [op(96, 1), op(16, 1)],
+                c(10, 1),
+                Hints::default(),
+            ),
+            (
+                1,
+                [10, 96, 64],
+                [op(96, 1), op(64, 1)],
+                c(64, 1),
+                Hints::default(),
+            ),
+            (
+                1,
+                [10, 96, 64],
+                [op(96, 1), op(64, 1)],
+                c(1, 10),
+                Hints::default(),
+            ),
+            (
+                2,
+                [784, 128, 256],
+                [op(1, 784), op(256, 1)],
+                c(256, 1),
+                Hints::default(),
+            ),
+            (
+                1,
+                [784, 128, 256],
+                [op(1, 784), op(256, 1)],
+                c(256, 1),
+                Hints::default(),
+            ),
+            (
+                2,
+                [784, 128, 256],
+                [op(128, 1), op(256, 1)],
+                c(256, 1),
+                Hints::default(),
+            ),
+        ];
+        let mut plans = Vec::new();
+        for _ in 0..2 {
+            for &(threads, shape, ab, c, hints) in &products {
+                let plan = Plan::cached(kernel, threads, shape, ab, c, hints);
+                assert_eq!(plan, Plan::new(kernel, threads, shape, ab, c, hints));
+                plans.push(plan);
+            }
+        }
+        // Each change above does change the plan: against the first of its
+        // group (the first, the eighth, the tenth product).
+        for (i, j) in [
+            (1, 0),
+            (2, 0),
+            (3, 0),
+            (4, 0),
+            (5, 0),
+            (6, 0),
+            (8, 7),
+            (10, 9),
+            (11, 9),
+        ] {
+            assert_ne!(plans[i], plans[j], "products {i} and {j}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! kernel file.
 
 use super::{KSteps, TileEpilogue};
-use crate::isa::{Element, Lanes, prefetch_l1};
+use crate::isa::{Element, Lanes};
 
 /// Declares `tile::<V, NV, ROWS, EDGE>`, the [`TileFn`](super::TileFn): a
 /// `ROWS × NV·LANES` tile whose body is [`tile_body`], compiled with the
@@ -119,12 +119,6 @@ pub(crate) unsafe fn tile_body<V: Lanes, const NV: usize, const ROWS: usize, con
     // ROWS) values. Vectors past `cols` are addressed with wrapping
     // arithmetic and touch no memory (a zero lane count).
     unsafe {
-        // C is touched only after the k loop: start pulling its rows in now.
-        for i in 0..ROWS {
-            let row = c.offset(i as isize * rsc) as *const u8;
-            prefetch_l1(row);
-            prefetch_l1(row.wrapping_add(cols * size_of::<V::Elem>() - 1));
-        }
         let mut ab = [[V::splat(V::Elem::ZERO); NV]; ROWS];
         let mut rows = [a; ROWS];
         for (i, row) in rows.iter_mut().enumerate() {
