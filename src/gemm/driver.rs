@@ -155,7 +155,9 @@ fn padded_row_stride<T>(kc: usize) -> usize {
 const VECTOR_FMA_BYTES_PER_CYCLE: usize = 64;
 
 /// A rough cycle count for computing `C = A·B` in this orientation on this
-/// kernel: the multiply work on padded tiles, plus packing. Only used to
+/// kernel: the multiply work on its tiles (padded to NR columns, which an
+/// edge tile computes whole; not to MR rows, since a kernel has a tile for
+/// every row count), plus packing. Only used to
 /// compare orientations and kernels of one ISA for one product.
 fn cost<T: Element, P, Q>(
     kernel: &Kernel<T>,
@@ -165,7 +167,7 @@ fn cost<T: Element, P, Q>(
     c: Operand<Q>,
     b_prepacked: bool,
 ) -> f64 {
-    let (mr, nr) = (kernel.mr, kernel.nr);
+    let nr = kernel.nr;
     let store = if c.cs == 1 {
         1.0
     } else {
@@ -176,7 +178,7 @@ fn cost<T: Element, P, Q>(
         Isa::Scalar => nr * size_of::<T>(),
         _ => VECTOR_FMA_BYTES_PER_CYCLE,
     };
-    let tile_elements = m.div_ceil(mr) * mr * n.div_ceil(nr) * nr;
+    let tile_elements = m * n.div_ceil(nr) * nr;
     let padded = tile_elements * k * size_of::<T>();
     let multiply = padded as f64 / bytes_per_cycle as f64 * store;
     let copy_out = match c.cs {
@@ -336,7 +338,7 @@ pub(crate) unsafe fn gemm<T: Element>(
     };
     let plan = Plan::cached(kernel, threads, [m, k, n], [a, b], c, hints);
     let kernel = kernel
-        .variants()
+        .variants(k)
         .nth(plan.variant)
         .expect("a plan picks one of the kernel's variants");
     let (m, n, a, b, c) = if plan.transposed {
@@ -465,7 +467,7 @@ impl Plan {
     ) -> Plan {
         let (chosen, transposed) = orientation(kernel, [m, k, n], a, b, c, hints);
         let variant = kernel
-            .variants()
+            .variants(k)
             .position(|v| core::ptr::eq(v, chosen))
             .expect("the orientation picks one of the kernel's variants");
         let (m, n, a, b) = if transposed {
@@ -581,7 +583,7 @@ fn orientation<T: Element>(
         &[false, true]
     };
     kernel
-        .variants()
+        .variants(k)
         .flat_map(|kernel| orientations.iter().map(move |&t| (kernel, t)))
         .map(|(kernel, transposed)| {
             let cycles = if transposed {
@@ -1477,16 +1479,16 @@ mod tests {
             ),
             (
                 1,
-                [10, 96, 64],
-                [op(96, 1), op(64, 1)],
-                c(64, 1),
+                [8, 8, 32],
+                [op(8, 1), op(32, 1)],
+                c(32, 1),
                 Hints::default(),
             ),
             (
                 1,
-                [10, 96, 64],
-                [op(96, 1), op(64, 1)],
-                c(1, 10),
+                [8, 8, 32],
+                [op(8, 1), op(32, 1)],
+                c(1, 8),
                 Hints::default(),
             ),
             (

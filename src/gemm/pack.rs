@@ -84,6 +84,7 @@ unsafe fn pack_sliver<T: Element>(
             12 => pack_full_sliver::<T, 12>(src, strides, out),
             16 => pack_full_sliver::<T, 16>(src, strides, out),
             32 => pack_full_sliver::<T, 32>(src, strides, out),
+            64 => pack_full_sliver::<T, 64>(src, strides, out),
             _ => pack_sliver_any(w, valid, src, strides, out),
         }
     }

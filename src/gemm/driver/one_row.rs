@@ -128,7 +128,7 @@ pub(super) unsafe fn gemm<T: Element>(
 ) {
     debug_assert!(one_row.mr == 1 && b.cs == 1 && k >= 1 && b_cols >= n);
     let narrowest = kernel
-        .variants()
+        .variants(k)
         .last()
         .expect("a kernel has itself as a variant");
     // The one-row kernel writes C with vector stores; a C with strided

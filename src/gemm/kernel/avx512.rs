@@ -18,15 +18,17 @@
 //!
 //! Products with few columns (an output layer's n = 10) would waste most of
 //! a 32-wide tile, so each kernel carries a one-vector-wide twin (12×16 for
-//! f32, 12×8 for f64) that the driver picks by its cost model.
+//! f32, 12×8 for f64) that the driver picks by its cost model. Shallow f32
+//! products (an output layer's `k = 10` input gradient, a first layer's
+//! weight gradient at batch 32) are offered a four-row, four-vector twin,
+//! 4×64, whose fixed cost per tile is much the smaller (see
+//! [`SHALLOW_MAX_DEPTH`]).
 
 use super::vector::{one_row_kernel, tiles_by_rows, vector_tile_fn};
 use super::{KSteps, Kernel, TileEpilogue, TileFn};
 use crate::isa::{F32x16, F64x8};
 use crate::isa::{Isa, Lanes};
 
-/// Register tile rows (broadcast A values per k step).
-const MR: usize = 12;
 /// Rows of A per packed block: 48 × 1024 f32 = 192 KiB (f64: 384 KiB),
 /// inside a 1 MiB L2 next to the B sliver being streamed. Small blocks keep
 /// the A slivers hot while every B sliver of the panel passes by.
@@ -53,27 +55,37 @@ const NC: usize = 4064;
 /// rows all map to the same L1 sets), so B is packed; see `docs/design.md`.
 const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 64;
 
-/// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide, with `MC × KC`
-/// blocking: every row count from 1 to MR, B read in place whenever it has
-/// contiguous rows (aliasing ones for few rows of A), and tiles narrower
-/// than the kernel (an n = 10 output layer) computed in place with masked
-/// loads and stores.
+/// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide and `[$rows]`
+/// (every count from 1 to MR) rows high, with `MC × KC` blocking: B read in place whenever
+/// it has contiguous rows (aliasing ones for few rows of A), and tiles
+/// narrower than the kernel (an n = 10 output layer) computed in place with
+/// masked loads and stores.
 macro_rules! avx512_kernel {
-    ($v:ty, $nv:literal, $mc:expr, $kc:expr) => {
+    ($v:ty, $nv:literal, [$($rows:literal),*], $mc:expr, $kc:expr, $nc:expr) => {
         Kernel::new(
             Isa::Avx512,
-            [MR, $nv * <$v as Lanes>::LANES],
-            [$mc, $kc, NC],
-            &tiles_by_rows!(tile::<$v, $nv>, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+            [[$($rows),*].len(), $nv * <$v as Lanes>::LANES],
+            [$mc, $kc, $nc],
+            &tiles_by_rows!(tile::<$v, $nv>, [$($rows),*]),
         )
         .reading_b_in_place_up_to(usize::MAX, ALIASED_B_IN_PLACE_MAX_ROWS)
-        .with_edge_tiles(&tiles_by_rows!(
-            tile::<$v, $nv>,
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-            masked edges
-        ))
+        .with_edge_tiles(&tiles_by_rows!(tile::<$v, $nv>, [$($rows),*], masked edges))
+    };
+    ($v:ty, $nv:literal, $mc:expr, $kc:expr) => {
+        avx512_kernel!($v, $nv, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], $mc, $kc, NC)
     };
 }
+
+/// Products at most this deep are offered the shallow f32 twin, `4 × 64`
+/// (four vectors wide, 16 accumulators). At small k a tile's fixed costs
+/// (its C stores, the start and end of its k loop) weigh on every FMA, and
+/// the 12-row tile's are several times those of the 4-row one; from about
+/// k = 64 on the two run level and the full tile keeps its better reuse of
+/// B (`docs/design.md`).
+const SHALLOW_MAX_DEPTH: usize = 48;
+
+/// Columns of B per packed panel of the shallow twin (a multiple of 64).
+const NC_SHALLOW: usize = 4032;
 
 /// Vectors of the one-row kernel, `1 × 16` vectors (256 f32, 128 f64):
 /// sixteen independent accumulators cover the FMA latency that a single row
@@ -88,8 +100,12 @@ const ONE_ROW_VECTORS: usize = 16;
 pub(crate) static F32: Kernel<f32> = unsafe {
     avx512_kernel!(F32x16, 2, MC_F32, KC_F32)
         .with_narrow(&F32_NARROW)
+        .with_shallow(&F32_SHALLOW, SHALLOW_MAX_DEPTH)
         .with_one_row(&F32_ONE_ROW)
 };
+// SAFETY: as above.
+static F32_SHALLOW: Kernel<f32> =
+    unsafe { avx512_kernel!(F32x16, 4, [1, 2, 3, 4], MC_F32, KC_F32, NC_SHALLOW) };
 // SAFETY: as above (handed out through its full twin).
 static F32_ONE_ROW: Kernel<f32> =
     unsafe { one_row_kernel!(Isa::Avx512, tile::<F32x16, ONE_ROW_VECTORS>, KC_F32, 4096) };

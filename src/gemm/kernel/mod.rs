@@ -91,9 +91,9 @@ pub(crate) type TileFn<T> = unsafe fn(
     cols: usize,
 );
 
-/// The largest NR of any full kernel (AVX-512 f32: 12 × 32): the size of a
-/// padded bias for an edge tile.
-pub(crate) const MAX_NR: usize = 32;
+/// The largest NR of any full kernel (AVX-512 f32's shallow twin: 4 × 64):
+/// the size of a padded bias for an edge tile.
+pub(crate) const MAX_NR: usize = 64;
 
 /// What a kernel does to a finished tile before storing it (only on the last
 /// k panel): `C ← act(C + bias)`, on the register tile.
@@ -133,6 +133,9 @@ pub struct Kernel<T: 'static> {
     edge_tiles: Option<&'static [TileFn<T>]>,
     /// A narrower kernel of the same ISA, for products with few columns.
     narrow: Option<&'static Kernel<T>>,
+    /// A kernel of the same ISA and KC with fewer rows and wider tiles, and
+    /// the deepest product it is offered for (see [`Kernel::with_shallow`]).
+    shallow: Option<(&'static Kernel<T>, usize)>,
     /// A one-row kernel of the same ISA and KC, for products of one row
     /// (see [`Kernel::one_row`]).
     one_row: Option<&'static Kernel<T>>,
@@ -172,6 +175,7 @@ impl<T: Element> Kernel<T> {
             tiles,
             edge_tiles: None,
             narrow: None,
+            shallow: None,
             one_row: None,
             b_in_place_max_rows: B_IN_PLACE_MAX_ROWS,
             aliased_b_in_place_max_rows: 0,
@@ -245,11 +249,39 @@ impl<T: Element> Kernel<T> {
         self.one_row
     }
 
-    /// This kernel and its narrow twin, if any: the candidates the driver's
-    /// cost model chooses from (all of the same ISA, so holding them is
-    /// equally a proof that the ISA is present).
-    pub(crate) fn variants(&'static self) -> impl Iterator<Item = &'static Kernel<T>> {
-        core::iter::once(self).chain(self.narrow)
+    /// This kernel, with `shallow` (of the same ISA and KC, wider and with
+    /// fewer rows) offered to the driver ahead of it for products at most
+    /// `max_depth` deep: at small k a tile's fixed costs (its C stores, the
+    /// start and end of its k loop) weigh on every FMA, and they weigh less
+    /// on a tile of few rows (see the kernel's file). The same KC keeps a
+    /// product's bits whichever of the two runs it.
+    #[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
+    pub(crate) const fn with_shallow(self, shallow: &'static Kernel<T>, max_depth: usize) -> Self {
+        assert!(
+            shallow.kc == self.kc
+                && shallow.mr < self.mr
+                && shallow.narrow.is_none()
+                && shallow.shallow.is_none()
+                && max_depth <= self.kc
+        );
+        Kernel {
+            shallow: Some((shallow, max_depth)),
+            ..self
+        }
+    }
+
+    /// The candidates the driver's cost model chooses from for a product
+    /// `k` deep, in order of preference on equal cost: the shallow twin
+    /// (if any, and `k` is small enough for it), this kernel, the narrow
+    /// twin (if any). All are of the same ISA, so holding them is equally a
+    /// proof that the ISA is present.
+    pub(crate) fn variants(&'static self, k: usize) -> impl Iterator<Item = &'static Kernel<T>> {
+        let shallow = self.shallow.filter(|&(_, max_depth)| k <= max_depth);
+        shallow
+            .map(|(kernel, _)| kernel)
+            .into_iter()
+            .chain(core::iter::once(self))
+            .chain(self.narrow)
     }
 
     /// The instruction set this kernel runs on.
