@@ -24,9 +24,9 @@ use crate::gemm::{
     Accum, Fused, Hints, Isa, MatMut, MatRef, Par, gemm_fused, unaliased_row_stride,
 };
 
-/// Columns a packed weight's rows are padded to a multiple of: the widest
-/// NR of any full kernel (12 × 32 AVX-512 f32), so every tile, edge tiles
-/// too, reads B in place.
+/// Columns a packed weight's rows are padded to a multiple of: the NR of
+/// the full AVX-512 f32 kernel (12 × 32), so every tile reads B in place
+/// (the 4 × 64 shallow twin's last sliver through its masked edge tiles).
 const PADDED_COLS: usize = 32;
 
 /// One cache line of weights: the storage unit, so packed rows start aligned.
