@@ -1434,84 +1434,27 @@ mod tests {
             rs,
             cs,
         };
+        let plain = Hints::default();
+        // A weight gradient's shape, dw = dzᵀ·x at batch 128.
+        let dw = [784, 128, 256];
         let dropping = Hints::dropping_zeros(true);
         let padded = Hints {
             drop_zero_a: false,
             b_padded_cols: Some(16),
         };
         let products = [
-            (
-                1,
-                [64, 96, 10],
-                [op(96, 1), op(16, 1)],
-                c(10, 1),
-                Hints::default(),
-            ),
-            (
-                1,
-                [64, 96, 10],
-                [op(1, 64), op(16, 1)],
-                c(10, 1),
-                Hints::default(),
-            ),
-            (
-                1,
-                [64, 96, 10],
-                [op(96, 1), op(1, 96)],
-                c(10, 1),
-                Hints::default(),
-            ),
+            (1, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), plain),
+            (1, [64, 96, 10], [op(1, 64), op(16, 1)], c(10, 1), plain),
+            (1, [64, 96, 10], [op(96, 1), op(1, 96)], c(10, 1), plain),
             (1, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), dropping),
             (1, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), padded),
-            (
-                1,
-                [32, 96, 10],
-                [op(96, 1), op(16, 1)],
-                c(10, 1),
-                Hints::default(),
-            ),
-            (
-                2,
-                [64, 96, 10],
-                [op(96, 1), op(16, 1)],
-                c(10, 1),
-                Hints::default(),
-            ),
-            (
-                1,
-                [8, 8, 32],
-                [op(8, 1), op(32, 1)],
-                c(32, 1),
-                Hints::default(),
-            ),
-            (
-                1,
-                [8, 8, 32],
-                [op(8, 1), op(32, 1)],
-                c(1, 8),
-                Hints::default(),
-            ),
-            (
-                2,
-                [784, 128, 256],
-                [op(1, 784), op(256, 1)],
-                c(256, 1),
-                Hints::default(),
-            ),
-            (
-                1,
-                [784, 128, 256],
-                [op(1, 784), op(256, 1)],
-                c(256, 1),
-                Hints::default(),
-            ),
-            (
-                2,
-                [784, 128, 256],
-                [op(128, 1), op(256, 1)],
-                c(256, 1),
-                Hints::default(),
-            ),
+            (1, [32, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), plain),
+            (2, [64, 96, 10], [op(96, 1), op(16, 1)], c(10, 1), plain),
+            (1, [8, 8, 32], [op(8, 1), op(32, 1)], c(32, 1), plain),
+            (1, [8, 8, 32], [op(8, 1), op(32, 1)], c(1, 8), plain),
+            (2, dw, [op(1, 784), op(256, 1)], c(256, 1), plain),
+            (1, dw, [op(1, 784), op(256, 1)], c(256, 1), plain),
+            (2, dw, [op(128, 1), op(256, 1)], c(256, 1), plain),
         ];
         let mut plans = Vec::new();
         for _ in 0..2 {
