@@ -226,7 +226,7 @@ fn prefetches_c<T>([m, k, n]: [usize; 3]) -> bool {
 }
 
 /// A strided matrix operand: element `(i, j)` is at `ptr + i·rs + j·cs`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Operand<P> {
     pub(crate) ptr: P,
     pub(crate) rs: isize,
@@ -353,7 +353,6 @@ pub(crate) unsafe fn gemm<T: Element>(
         b,
         c,
         drop_zero_a,
-        b_padded_cols: hints.b_padded_cols.filter(|_| !plan.transposed),
     };
     // SAFETY: forwarded caller contract.
     unsafe { blocked(kernel, &plan, [m, k, n], alpha, operands, beta, epilogue) }
@@ -371,6 +370,8 @@ struct Plan {
     transposed: bool,
     threads: usize,
     blocks: Blocks,
+    /// The operands' strides and promises in the computed orientation.
+    layout: Layout,
     /// The panel at `jc = 0`, `pc = 0`, in the computed orientation.
     first_panel: PanelPlan,
     /// Each tile's rows of C are prefetched before its k loop (see
@@ -488,6 +489,7 @@ impl Plan {
             transposed,
             threads,
             blocks,
+            layout,
             first_panel: PanelPlan::new(chosen, threads, [m, n], blocks, [0, kc], layout),
             prefetch_c: prefetches_c::<T>([m, k, n]),
         }
@@ -606,8 +608,6 @@ struct Operands<T> {
     c: Operand<*mut T>,
     /// Drop the all-zero columns of A's packed slivers (see [`gemm`]).
     drop_zero_a: bool,
-    /// B is pre-packed (see [`Hints::b_padded_cols`]).
-    b_padded_cols: Option<usize>,
 }
 
 /// Block sizes of one product: each dimension split into equal blocks no
@@ -636,7 +636,7 @@ impl Blocks {
 
 /// The strides and promises of a product's operands: what a plan reads
 /// (no pointers).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
     a: Operand<()>,
     b: Operand<()>,
@@ -768,12 +768,7 @@ unsafe fn blocked<T: Element>(
     epilogue: Option<(Epilogue<T>, bool)>,
 ) {
     let (blocks, threads, prefetch_c) = (plan.blocks, plan.threads, plan.prefetch_c);
-    let layout = Layout {
-        a: ops.a.layout(),
-        b: ops.b.layout(),
-        drop_zero_a: ops.drop_zero_a,
-        b_padded_cols: ops.b_padded_cols,
-    };
+    let layout = plan.layout;
     let mut b_buf = PackBuf::for_b();
 
     // jc: a column panel of B and the matching columns of C.

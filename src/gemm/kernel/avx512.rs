@@ -55,11 +55,11 @@ const NC: usize = 4064;
 /// rows all map to the same L1 sets), so B is packed; see `docs/design.md`.
 const ALIASED_B_IN_PLACE_MAX_ROWS: usize = 64;
 
-/// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide and `[$rows]`
-/// (every count from 1 to MR) rows high, with `MC × KC` blocking: B read in place whenever
-/// it has contiguous rows (aliasing ones for few rows of A), and tiles
-/// narrower than the kernel (an n = 10 output layer) computed in place with
-/// masked loads and stores.
+/// The AVX-512 kernel on lane type `$v`, `$nv` vectors wide, with a tile
+/// for each row count in `[$rows]` (1 to MR; 1 to 12 unless given) and
+/// `MC × KC × NC` blocking: B read in place whenever it has contiguous rows
+/// (aliasing ones for few rows of A), and tiles narrower than the kernel
+/// (an n = 10 output layer) computed in place with masked loads and stores.
 macro_rules! avx512_kernel {
     ($v:ty, $nv:literal, [$($rows:literal),*], $mc:expr, $kc:expr, $nc:expr) => {
         Kernel::new(
