@@ -325,6 +325,9 @@ impl<T: Element> Kernel<T> {
             Some(edge_tiles) if cols < self.nr => (edge_tiles[rows - 1], cols),
             _ => (self.tiles[rows - 1], self.nr),
         };
+        // The in-place tile returns straight after its own call: folding the
+        // two calls below into one, with the destination picked by a branch,
+        // made small products measurably slower (`docs/design.md`).
         if width == cols && csc == 1 {
             // SAFETY: exactly the kernel's contract for `width` columns with
             // unit column stride; the caller vouches for the pointers, and
