@@ -336,26 +336,27 @@ pub(crate) unsafe fn gemm<T: Element>(
     } else {
         max_threads.max(1)
     };
-    let plan = Plan::cached(kernel, threads, [m, k, n], [a, b], c, hints);
-    let kernel = kernel
-        .variants(k)
-        .nth(plan.variant)
-        .expect("a plan picks one of the kernel's variants");
-    let (m, n, a, b, c) = if plan.transposed {
-        (n, m, b.t(), a.t(), c.t())
-    } else {
-        (m, n, a, b, c)
-    };
-    // The bias runs along C's columns, so along the rows of Cᵀ.
-    let epilogue = epilogue.map(|e| (e, plan.transposed));
-    let operands = Operands {
-        a,
-        b,
-        c,
-        drop_zero_a,
-    };
-    // SAFETY: forwarded caller contract.
-    unsafe { blocked(kernel, &plan, [m, k, n], alpha, operands, beta, epilogue) }
+    Plan::with_cached(kernel, threads, [m, k, n], [a, b], c, hints, |plan| {
+        let kernel = kernel
+            .variants(k)
+            .nth(plan.variant)
+            .expect("a plan picks one of the kernel's variants");
+        let (m, n, a, b, c) = if plan.transposed {
+            (n, m, b.t(), a.t(), c.t())
+        } else {
+            (m, n, a, b, c)
+        };
+        // The bias runs along C's columns, so along the rows of Cᵀ.
+        let epilogue = epilogue.map(|e| (e, plan.transposed));
+        let operands = Operands {
+            a,
+            b,
+            c,
+            drop_zero_a,
+        };
+        // SAFETY: forwarded caller contract.
+        unsafe { blocked(kernel, plan, [m, k, n], alpha, operands, beta, epilogue) }
+    })
 }
 
 /// Everything decided about a product before any of it is computed, from
@@ -391,7 +392,7 @@ struct PlanKey {
     b_padded_cols: Option<usize>,
 }
 
-/// Plans kept per thread (see [`Plan::cached`]): enough for every product
+/// Plans kept per thread (see [`Plan::with_cached`]): enough for every product
 /// of a training step (forward, weight and input gradients of a few layers).
 const CACHED_PLANS: usize = 8;
 
@@ -403,9 +404,9 @@ struct PlanCache {
 }
 
 impl PlanCache {
-    fn get(&self, key: &PlanKey) -> Option<Plan> {
+    fn get(&self, key: &PlanKey) -> Option<&Plan> {
         let mut entries = self.entries.iter().flatten();
-        entries.find(|(k, _)| k == key).map(|&(_, plan)| plan)
+        entries.find(|(k, _)| k == key).map(|(_, plan)| plan)
     }
 
     fn insert(&mut self, key: PlanKey, plan: Plan) {
@@ -424,21 +425,29 @@ thread_local! {
 }
 
 impl Plan {
-    /// The plan of this product: planning weighs four kernel and
-    /// orientation candidates and divides every dimension into blocks and
-    /// slivers, which is a noticeable part of a small product (an output
-    /// layer's `k = 10` input gradient), while training repeats a few
+    /// Runs `f` with the plan of this product: planning weighs four kernel
+    /// and orientation candidates and divides every dimension into blocks
+    /// and slivers, which is a noticeable part of a small product (an
+    /// output layer's `k = 10` input gradient), while training repeats a few
     /// shapes; so the latest plans are kept per thread and reused. A plan
     /// depends on its key alone, so a reused one is the one [`Plan::new`]
     /// would make: same bits.
-    fn cached<T: Element>(
+    ///
+    /// `f` reads a cached plan where it lies: copied out, the plan (a few
+    /// hundred bytes, just written field by field) costs a memcpy whose
+    /// wide loads miss store forwarding, a fifth of a small call's fixed
+    /// cost. A product started on this thread while `f` runs (rayon may
+    /// hand it one while it waits for a join) still reads the cache; only
+    /// its new plans go uncached.
+    fn with_cached<T: Element, R>(
         kernel: &'static Kernel<T>,
         threads: usize,
         shape: [usize; 3],
         [a, b]: [Operand<*const T>; 2],
         c: Operand<*mut T>,
         hints: Hints,
-    ) -> Plan {
+        f: impl FnOnce(&Plan) -> R,
+    ) -> R {
         let key = PlanKey {
             kernel: core::ptr::from_ref(kernel).addr(),
             threads,
@@ -447,13 +456,18 @@ impl Plan {
             drop_zero_a: hints.drop_zero_a,
             b_padded_cols: hints.b_padded_cols,
         };
-        PLANS
-            .with_borrow(|plans| plans.get(&key))
-            .unwrap_or_else(|| {
-                let plan = Plan::new(kernel, threads, shape, [a, b], c, hints);
-                PLANS.with_borrow_mut(|plans| plans.insert(key, plan));
-                plan
-            })
+        PLANS.with(|plans| {
+            if let Ok(plans) = plans.try_borrow()
+                && let Some(plan) = plans.get(&key)
+            {
+                return f(plan);
+            }
+            let plan = Plan::new(kernel, threads, shape, [a, b], c, hints);
+            if let Ok(mut plans) = plans.try_borrow_mut() {
+                plans.insert(key, plan);
+            }
+            f(&plan)
+        })
     }
 
     /// Plans the product from scratch (see [`orientation`], [`Blocks`],
@@ -1454,7 +1468,7 @@ mod tests {
         let mut plans = Vec::new();
         for _ in 0..2 {
             for &(threads, shape, ab, c, hints) in &products {
-                let plan = Plan::cached(kernel, threads, shape, ab, c, hints);
+                let plan = Plan::with_cached(kernel, threads, shape, ab, c, hints, |p| *p);
                 assert_eq!(plan, Plan::new(kernel, threads, shape, ab, c, hints));
                 plans.push(plan);
             }

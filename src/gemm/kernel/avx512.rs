@@ -79,10 +79,11 @@ macro_rules! avx512_kernel {
 /// Products at most this deep are offered the shallow f32 twin, `4 × 64`
 /// (four vectors wide, 16 accumulators). At small k a tile's fixed costs
 /// (its C stores, the start and end of its k loop) weigh on every FMA, and
-/// the 12-row tile's are several times those of the 4-row one; from about
-/// k = 64 on the two run level and the full tile keeps its better reuse of
-/// B (`docs/design.md`).
-const SHALLOW_MAX_DEPTH: usize = 48;
+/// the 12-row tile's are several times those of the 4-row one. Up to
+/// k = 128 the 4-row tile is level or ahead on every shape measured (64³
+/// most, where B stays in L1); deeper, the full tile's better reuse of B
+/// wins on some large shapes and loses on others (`docs/design.md`).
+const SHALLOW_MAX_DEPTH: usize = 128;
 
 /// Columns of B per packed panel of the shallow twin (a multiple of 64).
 const NC_SHALLOW: usize = 4032;
