@@ -624,8 +624,14 @@ struct Operands<T> {
     drop_zero_a: bool,
 }
 
+/// An A this small is one block whatever the kernel's MC: it stays in L1
+/// beside a B sliver, and more blocks would only take every B sliver
+/// through the tiles once per block (128×10×256 ran 2% faster as one).
+const SINGLE_A_BLOCK_MAX_BYTES: usize = 32 << 10;
+
 /// Block sizes of one product: each dimension split into equal blocks no
-/// larger than the kernel's, so a 784-deep product runs as 4 × 196 rather
+/// larger than the kernel's (A in one block when it is tiny, see
+/// [`SINGLE_A_BLOCK_MAX_BYTES`]), so a 784-deep product runs as 4 × 196 rather
 /// than 3 × 256 + 16 (a whole pass over C for 2% of the work). They depend
 /// on the shape alone, never on the thread count: deterministic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -641,7 +647,11 @@ struct Blocks {
 impl Blocks {
     fn new<T>(kernel: &Kernel<T>, [m, k, n]: [usize; 3]) -> Self {
         Blocks {
-            mc: balanced(m, kernel.mc, kernel.mr),
+            mc: if m * k * size_of::<T>() <= SINGLE_A_BLOCK_MAX_BYTES {
+                m.next_multiple_of(kernel.mr)
+            } else {
+                balanced(m, kernel.mc, kernel.mr)
+            },
             kc: balanced(k, kernel.kc, 1),
             nc: balanced(n, kernel.nc, kernel.nr),
         }
@@ -783,7 +793,8 @@ unsafe fn blocked<T: Element>(
 ) {
     let (blocks, threads, prefetch_c) = (plan.blocks, plan.threads, plan.prefetch_c);
     let layout = plan.layout;
-    let mut b_buf = PackBuf::for_b();
+    // Taken only for a panel that packs B (a small product reads B in place).
+    let mut b_buf = None;
 
     // jc: a column panel of B and the matching columns of C.
     for jc in (0..n).step_by(blocks.nc) {
@@ -815,7 +826,10 @@ unsafe fn blocked<T: Element>(
                 epilogue: epilogue.filter(|_| pc + kc == k),
                 prefetch_c,
             };
-            let b_packed = b_buf.slice::<T>(plan.packed_b_slivers() * kernel.nr * kc);
+            let b_packed = match plan.packed_b_slivers() * kernel.nr * kc {
+                0 => &mut [][..],
+                len => b_buf.get_or_insert_with(PackBuf::for_b).slice::<T>(len),
+            };
             // SAFETY: forwarded caller contract.
             unsafe { panel.run(b_packed) };
         }
@@ -1122,36 +1136,41 @@ impl<T: Element> Panel<'_, T> {
     fn multiply_block(&self, block: usize, group: usize, a: PackedA<'_, T>, b: BSlivers<'_, T>) {
         let (mr, nr, kc) = (self.kernel.mr, self.kernel.nr, self.kc);
         let (ic, mc) = self.block_rows(block);
-        let a_block = self.a_block(block);
-        let a_rs = self.a.get().rs;
         let c = self.c.get();
+        let (alpha, beta, prefetch_c) = (self.alpha, self.beta, self.prefetch_c);
         let mut scratch = EdgeTile::new();
+        // Everything a tile needs that does not change along the loops is
+        // read here once: the loops run once per tile, and at k = 10 a
+        // tile is about 160 cycles, so a dozen reloads and branches per
+        // tile show (see `docs/design.md`).
+        let step_slots = self.step_slots();
         let k_steps = |r: usize| -> KSteps<'_> {
             if !self.drop_zero_a {
                 return KSteps::All(kc);
             }
-            let list = &a.steps[r * self.step_slots()..][..kc + 1];
+            let list = &a.steps[r * step_slots..][..kc + 1];
             match usize::from(list[0]) {
                 kept if kept == kc => KSteps::All(kc),
                 kept => KSteps::Listed(&list[1..=kept]),
             }
         };
-        let a_sliver = |r: usize, first_row: usize| -> (*const T, [isize; 2]) {
-            match self.plan.a_layout {
-                // SAFETY: the sliver's rows are inside the block (SliverSplit).
-                ALayout::InPlace => (
-                    unsafe { a_block.offset(first_row as isize * a_rs) },
-                    [a_rs, 1],
-                ),
-                ALayout::Rows => {
-                    let stride = padded_row_stride::<T>(kc);
-                    (
-                        a.values[first_row * stride..].as_ptr(),
-                        [stride as isize, 1],
-                    )
-                }
-                ALayout::Slivers => (a.values[r * self.sliver_len()..].as_ptr(), [1, mr as isize]),
+        // Sliver r of A, from its first row: the origin of row 0 and the
+        // distance between slivers' origins (per row, or per sliver).
+        let (a_origin, a_strides, per_row, per_sliver) = match self.plan.a_layout {
+            ALayout::InPlace => {
+                let a_rs = self.a.get().rs;
+                (self.a_block(block), [a_rs, 1], a_rs, 0)
             }
+            ALayout::Rows => {
+                let stride = padded_row_stride::<T>(kc) as isize;
+                (a.values.as_ptr(), [stride, 1], stride, 0)
+            }
+            ALayout::Slivers => (
+                a.values.as_ptr(),
+                [1, mr as isize],
+                0,
+                self.sliver_len() as isize,
+            ),
         };
         let per_group = self.plan.per_group;
         let split = SliverSplit::new(mc, mr);
@@ -1174,18 +1193,22 @@ impl<T: Element> Panel<'_, T> {
                 let (first_row, rows) = split.rows(r);
                 let i = ic + first_row;
                 let tile = c.ptr.wrapping_offset(i as isize * c.rs + j as isize * c.cs);
-                if self.prefetch_c {
+                if prefetch_c {
                     prefetch_tile(tile, [c.rs, c.cs], [rows, cols]);
                 }
+                let a_sliver = a_origin
+                    .wrapping_offset(first_row as isize * per_row + r as isize * per_sliver);
                 // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
-                // written by this task alone; the slivers are kc deep.
+                // written by this task alone; the slivers are kc deep, and
+                // A's sliver r lies inside the block (SliverSplit) or its
+                // packed copy.
                 unsafe {
                     self.kernel.run_tile(
                         k_steps(r),
-                        self.alpha,
-                        a_sliver(r, first_row),
+                        alpha,
+                        (a_sliver, a_strides),
                         b_sliver,
-                        self.beta,
+                        beta,
                         tile,
                         [c.rs, c.cs],
                         [rows, cols],
@@ -1331,10 +1354,18 @@ mod tests {
         let kernel = scalar();
         // 784 deep on a 256-deep kernel: 4 panels of 196, not 3 × 256 + 16.
         assert_eq!(Blocks::new(kernel, [100, 784, 50]).kc, 196);
+        // A tiny A is one block, whatever MC is.
+        let tiny = Blocks::new(kernel, [300, 10, 50]);
+        assert!(300 * 10 * 4 <= SINGLE_A_BLOCK_MAX_BYTES && 300 > kernel.mc);
+        assert_eq!(tiny.mc, 300usize.next_multiple_of(kernel.mr));
         for len in [1, 3, 63, 64, 65, 255, 256, 257, 784, 4097] {
             let b = Blocks::new(kernel, [len, len, len]);
+            let max_mc = match len * len * 4 <= SINGLE_A_BLOCK_MAX_BYTES {
+                true => len.next_multiple_of(kernel.mr),
+                false => kernel.mc,
+            };
             for (block, max, unit) in [
-                (b.mc, kernel.mc, kernel.mr),
+                (b.mc, max_mc, kernel.mr),
                 (b.kc, kernel.kc, 1),
                 (b.nc, kernel.nc, kernel.nr),
             ] {
