@@ -51,53 +51,130 @@ const PAR_MIN_WORK: usize = 1 << 20;
 /// long as 2^22 multiply-adds on one core (`docs/design.md`).
 const PAR_MIN_WORK_COLD: usize = 1 << 22;
 
+/// The same for a call from outside any pool that follows another call of
+/// at least this size within [`WARM_WINDOW`]: a caller running such calls
+/// back to back (a raw `sgemm` in a loop) finds the pool's threads still
+/// awake after the first, and a 128³ product is then worth splitting.
+/// Handing the call to the pool and waking the caller after still cost
+/// several µs a call, hence more than [`PAR_MIN_WORK`].
+const PAR_MIN_WORK_WARM: usize = 1 << 21;
+
+/// How long after a call the pool's threads are taken to be awake: rayon's
+/// threads look for work for a few tens of µs before they sleep (a
+/// fork-join after 20 µs alone cost 1.3 µs here, after 50 µs 40 µs: see
+/// `examples/fork_join.rs`).
+const WARM_WINDOW: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// When the last call from outside any pool of at least
+/// [`PAR_MIN_WORK_WARM`] multiply-adds ended, in ns after [`epoch`].
+static LAST_OUTSIDE_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The process's time origin for [`LAST_OUTSIDE_CALL`].
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// Runs `f`, a call from outside any pool of `work` multiply-adds: `f(true)`
+/// to split it over the pool, `f(false)` to run it on this thread. Split
+/// from [`PAR_MIN_WORK_COLD`] on, or from [`PAR_MIN_WORK_WARM`] when the
+/// previous such call ended within [`WARM_WINDOW`].
+fn outside_call<R>(work: usize, f: impl FnOnce(bool) -> R) -> R {
+    let clock = || epoch().elapsed().as_nanos() as u64;
+    split_after(&LAST_OUTSIDE_CALL, clock, work, f)
+}
+
+/// [`outside_call`], with its record of the last call (ns on `clock`; 0 for
+/// none) given.
+fn split_after<R>(
+    last_call: &std::sync::atomic::AtomicU64,
+    clock: impl Fn() -> u64,
+    work: usize,
+    f: impl FnOnce(bool) -> R,
+) -> R {
+    use std::sync::atomic::Ordering;
+    if work < PAR_MIN_WORK_WARM {
+        return f(false);
+    }
+    let last = last_call.load(Ordering::Relaxed);
+    let warm = last != 0 && clock().saturating_sub(last) < WARM_WINDOW.as_nanos() as u64;
+    let out = f(warm || work >= PAR_MIN_WORK_COLD);
+    last_call.store(clock().max(1), Ordering::Relaxed);
+    out
+}
+
 /// The multiply-adds a call needs before it is split over threads on this
 /// thread now ([`PAR_MIN_WORK`] inside a ready region, else
 /// [`PAR_MIN_WORK_COLD`]).
 pub(crate) fn min_parallel_work() -> usize {
     if helpers::in_region() {
         PAR_MIN_WORK
+    } else if SPLIT_FROM_OUTSIDE.get() {
+        PAR_MIN_WORK_WARM
     } else {
         PAR_MIN_WORK_COLD
     }
 }
 
+thread_local! {
+    /// Set on the pool thread running a call that [`outside_call`] split:
+    /// the kernels it calls split at its threshold too.
+    static SPLIT_FROM_OUTSIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this pool thread as a call split from outside the pool.
+fn as_split_from_outside<R>(f: impl FnOnce() -> R) -> R {
+    /// Clears the flag when `f` returns or unwinds.
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SPLIT_FROM_OUTSIDE.set(self.0);
+        }
+    }
+    let _reset = Reset(SPLIT_FROM_OUTSIDE.replace(true));
+    f()
+}
+
 impl Par {
     /// Runs `f` with the thread budget this choice gives, inside the right
     /// pool; calls of fewer than [`min_parallel_work`] multiply-adds
-    /// (`work`) stay on the calling thread with a budget of 1.
+    /// (`work`) stay on the calling thread with a budget of 1 (from outside
+    /// any pool, see [`outside_call`]).
     ///
     /// # Panics
     /// On `Par::Threads(0)`.
     #[track_caller]
     pub(crate) fn run<R: Send>(self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+        let outside = rayon::current_thread_index().is_none();
         match self {
             Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
-            _ if work < min_parallel_work() => f(1),
+            // Calls from outside any pool decide in `outside_call`.
+            _ if work < min_parallel_work() && !(outside && work >= PAR_MIN_WORK_WARM) => f(1),
             Par::Seq | Par::Threads(1) => f(1),
-            Par::Threads(n) => {
-                let n = capped(n);
-                match n {
-                    1 => f(1),
-                    _ => started_pool(n).install(|| match wake_helpers() {
-                        true => f(n),
-                        false => f(1),
-                    }),
-                }
-            }
+            Par::Threads(n) => match capped(n) {
+                1 => f(1),
+                n if outside => outside_call(work, |split| match split {
+                    true => started_pool(n).install(|| as_split_from_outside(|| f(n))),
+                    false => f(1),
+                }),
+                n => started_pool(n).install(|| match wake_helpers() {
+                    true => f(n),
+                    false => f(1),
+                }),
+            },
             // Called from outside any pool (a plain `sgemm` from `main`): the
             // whole call moves onto a pool thread, as `install` would, so its
             // fork-joins start where they are instead of each one waking the
-            // pool and blocking this thread until the pool is done.
-            Par::Auto if rayon::current_thread_index().is_none() => {
-                match rayon::current_num_threads() {
-                    1 => f(1),
-                    n => rayon::scope(|_| match wake_helpers() {
-                        true => f(n),
-                        false => f(1),
-                    }),
-                }
-            }
+            // pool and blocking this thread until the pool is done. Whether
+            // it is split at all depends on the calls before it
+            // (`outside_call`).
+            Par::Auto if outside => match rayon::current_num_threads() {
+                1 => f(1),
+                n => outside_call(work, |split| match split {
+                    true => rayon::scope(|_| as_split_from_outside(|| f(n))),
+                    false => f(1),
+                }),
+            },
             Par::Auto => match wake_helpers() {
                 true => f(rayon::current_num_threads()),
                 false => f(1),
@@ -290,4 +367,30 @@ fn started_pool(n: usize) -> Arc<ThreadPool> {
 #[doc(hidden)]
 pub fn helper_starts() -> usize {
     helpers::starts()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn a_call_from_outside_splits_when_it_follows_another_closely() {
+        let last = AtomicU64::new(0);
+        let now = Cell::new(1_000_000u64);
+        let split = |work: usize| split_after(&last, || now.get(), work, |split| split);
+        let window = WARM_WINDOW.as_nanos() as u64;
+        // Nothing ran before: the pool may be asleep.
+        assert!(!split(PAR_MIN_WORK_WARM));
+        now.set(now.get() + window / 2);
+        assert!(split(PAR_MIN_WORK_WARM));
+        // Too small to split either way, and not counted as a call.
+        assert!(!split(PAR_MIN_WORK_WARM - 1));
+        now.set(now.get() + window + 1);
+        assert!(!split(PAR_MIN_WORK_WARM), "the pool has gone back to sleep");
+        // Large enough to pay for waking the pool.
+        now.set(now.get() + 10 * window);
+        assert!(split(PAR_MIN_WORK_COLD));
+    }
 }
