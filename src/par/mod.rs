@@ -104,8 +104,9 @@ fn split_after<R>(
 }
 
 /// The multiply-adds a call needs before it is split over threads on this
-/// thread now ([`PAR_MIN_WORK`] inside a ready region, else
-/// [`PAR_MIN_WORK_COLD`]).
+/// thread now: [`PAR_MIN_WORK`] inside a ready region,
+/// [`PAR_MIN_WORK_WARM`] inside a call from outside any pool that
+/// [`outside_call`] split, else [`PAR_MIN_WORK_COLD`].
 pub(crate) fn min_parallel_work() -> usize {
     if helpers::in_region() {
         PAR_MIN_WORK
