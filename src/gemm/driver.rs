@@ -1188,6 +1188,10 @@ impl<T: Element> Panel<'_, T> {
                 BSlivers::InPlace { tail, .. } => (tail.as_ptr(), nr as isize),
             };
             let cols = nr.min(self.n - j);
+            // Tiles that write C in place, taken once per sliver: the ir
+            // loop then calls them directly (at k = 10 a tile is about 160
+            // cycles, and `run_tile`'s choices per tile cost several percent).
+            let in_place = self.kernel.in_place_tiles(cols, c.cs);
             // ir: one sliver of the A block (≤ MR rows), those rows of C.
             for r in 0..mc.div_ceil(mr) {
                 let (first_row, rows) = split.rows(r);
@@ -1198,23 +1202,40 @@ impl<T: Element> Panel<'_, T> {
                 }
                 let a_sliver = a_origin
                     .wrapping_offset(first_row as isize * per_row + r as isize * per_sliver);
+                let epilogue = tile_epilogue(self.epilogue, i, j);
                 // SAFETY: the tile C[i..i+rows, j..j+cols] is in range and
                 // written by this task alone; the slivers are kc deep, and
                 // A's sliver r lies inside the block (SliverSplit) or its
-                // packed copy.
+                // packed copy; an in-place tile is called with its columns
+                // and C's unit column stride, as `in_place_tiles` requires.
                 unsafe {
-                    self.kernel.run_tile(
-                        k_steps(r),
-                        alpha,
-                        (a_sliver, a_strides),
-                        b_sliver,
-                        beta,
-                        tile,
-                        [c.rs, c.cs],
-                        [rows, cols],
-                        &mut scratch,
-                        tile_epilogue(self.epilogue, i, j).as_ref(),
-                    );
+                    match in_place {
+                        Some(tiles) => tiles[rows - 1](
+                            k_steps(r),
+                            alpha,
+                            a_sliver,
+                            a_strides,
+                            b_sliver.0,
+                            b_sliver.1,
+                            beta,
+                            tile,
+                            c.rs,
+                            epilogue.as_ref(),
+                            cols,
+                        ),
+                        None => self.kernel.run_tile(
+                            k_steps(r),
+                            alpha,
+                            (a_sliver, a_strides),
+                            b_sliver,
+                            beta,
+                            tile,
+                            [c.rs, c.cs],
+                            [rows, cols],
+                            &mut scratch,
+                            epilogue.as_ref(),
+                        ),
+                    }
                 }
             }
         }

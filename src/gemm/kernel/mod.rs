@@ -289,6 +289,22 @@ impl<T: Element> Kernel<T> {
         self.isa
     }
 
+    /// The tile functions that compute a tile `cols` wide straight into a C
+    /// of column stride `csc` (entry `rows − 1` for `rows` rows, called
+    /// with `cols`): the full tiles when `cols = NR`, the edge twins for
+    /// fewer columns where the ISA has them, and `None` where the tile goes
+    /// through [`run_tile`](Self::run_tile)'s temporary tile (a strided C,
+    /// or a narrow tile without edge twins). A driver that takes these once
+    /// per B sliver calls the tiles of its column directly.
+    #[inline(always)]
+    pub(crate) fn in_place_tiles(&self, cols: usize, csc: isize) -> Option<&'static [TileFn<T>]> {
+        match self.edge_tiles {
+            _ if csc != 1 => None,
+            _ if cols == self.nr => Some(self.tiles),
+            edge_tiles => edge_tiles,
+        }
+    }
+
     /// `C[0..rows, 0..cols] := β·C + α·A·B` for `rows ≤ MR`, `cols ≤ NR`, any C strides.
     ///
     /// `scratch` is the temporary tile for edges; its contents on entry do not
@@ -319,21 +335,15 @@ impl<T: Element> Kernel<T> {
         epilogue: Option<&TileEpilogue<T>>,
     ) {
         debug_assert!((1..=self.mr).contains(&rows) && cols <= self.nr);
-        // The tile function and the columns it computes: an edge tile just
-        // `cols` (reading only those of B), a full tile all NR.
-        let (tile, width) = match self.edge_tiles {
-            Some(edge_tiles) if cols < self.nr => (edge_tiles[rows - 1], cols),
-            _ => (self.tiles[rows - 1], self.nr),
-        };
         // The in-place tile returns straight after its own call: folding the
         // two calls below into one, with the destination picked by a branch,
         // made small products measurably slower (`docs/design.md`).
-        if width == cols && csc == 1 {
-            // SAFETY: exactly the kernel's contract for `width` columns with
+        if let Some(tiles) = self.in_place_tiles(cols, csc) {
+            // SAFETY: exactly the kernel's contract for `cols` columns with
             // unit column stride; the caller vouches for the pointers, and
             // holding `self` proves the ISA is present.
             unsafe {
-                tile(
+                tiles[rows - 1](
                     steps,
                     alpha,
                     a,
@@ -344,11 +354,17 @@ impl<T: Element> Kernel<T> {
                     c,
                     rsc,
                     epilogue,
-                    width,
+                    cols,
                 )
             };
             return;
         }
+        // The tile function and the columns it computes: an edge tile just
+        // `cols` (reading only those of B), a full tile all NR.
+        let (tile, width) = match self.edge_tiles {
+            Some(edge_tiles) if cols < self.nr => (edge_tiles[rows - 1], cols),
+            _ => (self.tiles[rows - 1], self.nr),
+        };
         // A column bias of a narrow tile is padded, so the kernel may read NR
         // values (the one-row kernels, wider than MAX_NR, never come here
         // with one: see `driver::one_row`).

@@ -248,6 +248,15 @@ unsafe fn store<V: Lanes, const EDGE: bool>(x: V, p: *mut V::Elem, count: usize)
     }
 }
 
+/// Tiles at least this many vectors wide run their k loop two steps per
+/// iteration: the AVX-512 4×64 shallow twin and the one-row kernels. Their
+/// loops are short (k = 10 in an output layer's input gradient) or their
+/// steps few FMAs per row, so the loop's own branch weighs on them, and one
+/// step per iteration ran up to 10% slower at k = 10 depending on where
+/// the loop landed in the binary. The narrower tiles (12×32, AVX2's 6×16)
+/// gained nothing unrolled (`docs/design.md`).
+const UNROLL_MIN_VECTORS: usize = 4;
+
 /// The k loop of [`tile_body`]: `ab += A·B` over the listed steps.
 ///
 /// # Safety
@@ -269,7 +278,6 @@ unsafe fn k_loop<
     bs: isize,
     counts: &[usize; NV],
 ) {
-    let mut at = 0isize;
     // SAFETY: forwarded contract.
     unsafe {
         match steps {
@@ -278,13 +286,26 @@ unsafe fn k_loop<
                 // advancing a pointer: a pointer stepped past the last row
                 // would leave B's allocation when B is read in place, and
                 // in-bounds `offset` past the end is undefined behaviour.
-                for p in 0..k {
-                    let b = b.offset(p as isize * bs);
-                    k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, at, b, counts);
-                    at += acs;
+                let b_row = |p: usize| b.offset(p as isize * bs);
+                let a_col = |p: usize| p as isize * acs;
+                if NV >= UNROLL_MIN_VECTORS {
+                    for p in (0..k / 2).map(|p| 2 * p) {
+                        k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, a_col(p), b_row(p), counts);
+                        let q = p + 1;
+                        k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, a_col(q), b_row(q), counts);
+                    }
+                    if k % 2 == 1 {
+                        let p = k - 1;
+                        k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, a_col(p), b_row(p), counts);
+                    }
+                } else {
+                    for p in 0..k {
+                        k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, a_col(p), b_row(p), counts);
+                    }
                 }
             }
             KSteps::Listed(listed) => {
+                let mut at = 0isize;
                 for &p in listed {
                     let b = b.offset(p as isize * bs);
                     k_step::<V, NV, ROWS, BY_LANE, EDGE>(ab, rows, at, b, counts);
