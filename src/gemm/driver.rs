@@ -725,15 +725,15 @@ impl PanelPlan {
             1
         };
         let a_bytes = m.div_ceil(mr) * mr * kc * size_of::<T>();
+        let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
         let share_a = threads > 1
             && a_layout == ALayout::Slivers
-            && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES);
+            && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES || deep);
         // Bands keep a thread's B slivers and the columns of C it writes in
         // its own cache, and packing and multiplying share one fork-join:
         // for one A block, a small shared A, or a deep panel (its B slivers
         // are costly to share) with an A panel small enough to be read again
         // by every band; never with too few slivers for two bands a thread.
-        let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
         let bands = threads > 1
             && slivers >= 2 * threads
             && (a_blocks == 1 || (share_a && a_bytes <= SHARED_A_MAX_BYTES) || deep);
@@ -1476,6 +1476,28 @@ mod tests {
         let plan = first_panel(2, shape, layout(shape, true, false));
         assert!(plan.share_a && plan.bands, "{plan:?}");
         assert_eq!(plan.groups, 8);
+    }
+
+    #[test]
+    fn a_deep_packed_a_panel_is_packed_once_for_all_bands() {
+        // A column-major A 512 deep (a weight gradient at batch 512): bands
+        // take every A block, so a pack per task would pack A once per band.
+        let kernel = scalar();
+        let plan = |m: usize| {
+            let shape = [m, 512, 256];
+            let blocks = Blocks::new(kernel, shape);
+            let layout = layout(shape, true, false);
+            PanelPlan::new(kernel, 2, [m, 256], blocks, [0, 512], layout)
+        };
+        let deep = plan(784);
+        assert!(784 * 512 * 4 > SHARED_A_MAX_BYTES && 784 * 512 * 4 <= BANDS_MAX_A_BYTES);
+        assert_eq!(deep.a_layout, ALayout::Slivers);
+        assert!(deep.bands && deep.share_a, "{deep:?}");
+        // Too large to read again in every band: tasks of one A block each,
+        // each packing its own block once.
+        let large = plan(1100);
+        assert!(!large.bands && !large.share_a, "{large:?}");
+        assert_eq!(large.groups, 1);
     }
 
     #[test]
