@@ -716,8 +716,10 @@ impl PanelPlan {
             a_layout::<T, _>(&layout.a, slivers)
         };
         // ic × jr groups are the units of parallel work. With few A blocks
-        // for the threads, or a packed A small enough to share from L2, each
-        // block is shared by several groups; otherwise each task packs its own.
+        // for the threads, a packed A small enough to share from L2, or a
+        // deep panel (whose bands each take every A block: packed per task,
+        // A would be packed once per band), each block is packed once and
+        // shared by several groups; otherwise each task packs its own.
         let a_blocks = m.div_ceil(blocks.mc);
         let groups_per_block = if threads > 1 {
             (4 * threads).div_ceil(a_blocks).clamp(1, slivers)
