@@ -14,7 +14,11 @@
 //! (set `PEERS_ROUNDS`) visit every peer once each, in a rotating order;
 //! the table gives medians. On two threads densekit is its raw `sgemm`
 //! called from the main thread, outside any rayon pool, as a drop-in caller
-//! would call it; OpenBLAS runs on its own two threads.
+//! would call it; OpenBLAS runs on its own two threads. Each sample starts
+//! with an untimed call; two-thread samples are 3 ms apart, and OpenBLAS's
+//! idle workers spin for about a millisecond after a call instead of 75 ms
+//! (`OPENBLAS_THREAD_TIMEOUT=22`, set by the bench), so that no peer's
+//! waiting threads take a core from the next peer's sample.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -77,8 +81,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median GFLOP/s of every peer on one case, sampled round-robin.
-fn measure(peers: &[Peer], case: &Case, rounds: usize) -> Vec<f64> {
+/// OpenBLAS's idle workers wait for the next call spinning for 2^n cycles,
+/// n = 28 by default (about 75 ms): long enough to take a core from the
+/// peer sampled after it, which then runs on one core while it measures
+/// two. Two-thread samples set n = 22 (about a millisecond: still far
+/// longer than the gap between the calls of one sample, so OpenBLAS keeps
+/// its threads awake within a sample) and leave [`SETTLE`] between samples.
+#[cfg(feature = "openblas")]
+const OPENBLAS_THREAD_TIMEOUT: &str = "22";
+
+/// The pause between two-thread samples: every peer's idle threads have
+/// gone to sleep by its end.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(3);
+
+/// Median GFLOP/s of every peer on one case, sampled round-robin; each
+/// sample starts with an untimed call, so its threads are awake as they
+/// are in a loop of calls.
+fn measure(peers: &[Peer], case: &Case, rounds: usize, threads: usize) -> Vec<f64> {
     let mut o = operands::<f32>(case);
     let reps: Vec<u32> = peers
         .iter()
@@ -88,6 +107,10 @@ fn measure(peers: &[Peer], case: &Case, rounds: usize) -> Vec<f64> {
     for round in 0..rounds {
         for i in 0..peers.len() {
             let p = (i + round) % peers.len();
+            if threads > 1 {
+                std::thread::sleep(SETTLE);
+            }
+            (peers[p].run)(black_box(&mut o), case);
             let start = Instant::now();
             for _ in 0..reps[p] {
                 (peers[p].run)(black_box(&mut o), case);
@@ -152,7 +175,7 @@ fn table(threads: usize, filters: &[String], rounds: usize) {
     println!("|---|---:|---:|{}", "---:|---:|".repeat(names.len() - 1));
     let mut ratios = vec![Vec::new(); names.len()];
     for case in &cases {
-        let g = measure(&peers, case, rounds);
+        let g = measure(&peers, case, rounds, threads);
         let pct = peak.map_or(String::from("–"), |p| format!("{:.0}%", 100.0 * g[0] / p));
         print!("| {} | {:.0} | {pct} |", case.label(), g[0]);
         for (i, gi) in g.iter().enumerate().skip(1) {
@@ -177,6 +200,16 @@ fn table(threads: usize, filters: &[String], rounds: usize) {
 }
 
 fn main() {
+    // OpenBLAS reads its spin time once, as it loads: run again with it set.
+    #[cfg(feature = "openblas")]
+    if std::env::var_os("OPENBLAS_THREAD_TIMEOUT").is_none() {
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args(std::env::args_os().skip(1))
+            .env("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
+            .status()
+            .expect("the bench runs itself again");
+        std::process::exit(status.code().unwrap_or(1));
+    }
     // cargo passes `--bench`; everything else is a filter.
     let args: Vec<String> = std::env::args()
         .skip(1)

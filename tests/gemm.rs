@@ -396,6 +396,20 @@ fn threaded_runs_match_the_reference() {
             };
             check::<f32>(isa, &shared_a, Par::Threads(threads));
             check::<f64>(isa, &shared_a, Par::Threads(threads));
+            // Rows of A 4 KiB apart (k = 1024), copied to a padded stride
+            // once and shared; inside a pool, so the driver's own two-thread
+            // plan runs (from outside, a product this size runs in parts).
+            let aliased = Case {
+                m: 200,
+                k: 1024,
+                n: 300,
+                layouts: [Layout::RowMajor, Layout::RowMajor, Layout::RowMajor],
+                ..case
+            };
+            Par::Threads(threads).install(|| {
+                check::<f32>(isa, &aliased, Par::Auto);
+                check::<f64>(isa, &aliased, Par::Auto);
+            });
         }
     }
 }

@@ -34,13 +34,13 @@ mod one_row;
 use rayon::prelude::*;
 
 use super::Shared;
-use super::kernel::{EdgeTile, KSteps, Kernel, TileEpilogue};
+use super::kernel::{EdgeTile, KSteps, Kernel, MAX_NR, TileEpilogue};
 use super::pack::{PackBuf, SliverSplit, pack_a_rows, pack_a_sliver, pack_b_panel};
 use crate::activation::Activation;
 use crate::isa::Isa;
 use crate::isa::{Element, prefetch_l1};
 
-use crate::par::min_parallel_work;
+use crate::par::{Share, min_parallel_work};
 
 /// B panels smaller than this many elements are packed by the calling thread:
 /// a fork-join costs more than copying them.
@@ -510,6 +510,108 @@ impl Plan {
     }
 }
 
+/// Products from outside any pool of fewer multiply-adds than this run in
+/// parts, one per thread, the caller computing the first (see
+/// [`Par::run_in_parts`](crate::par::Par::run_in_parts) and [`gemm_share`]).
+/// Larger ones move whole onto the pool, whose plans share packed operands
+/// between the threads: each row part would pack a packed B anew, which
+/// costs more than the caller's wake-up saves once a call takes a
+/// millisecond or more.
+pub(crate) const PARTS_MAX_WORK: usize = 1 << 27;
+
+/// [`gemm`] for one thread's [`Share`] of the product: all of it with a
+/// budget of threads, or one part alone. Parts are bands of C's rows (of
+/// its columns when it is wider than tall), a multiple of the kernel's MR
+/// rows (of [`MAX_NR`] columns) each, so that parts seldom end inside a
+/// tile. Each element of C is computed as in the whole product (the same
+/// k panels, each a sequential chain of FMAs), so the bits do not depend
+/// on the split.
+///
+/// # Safety
+/// As [`gemm`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_share<T: Element>(
+    kernel: &'static Kernel<T>,
+    share: Share,
+    [m, k, n]: [usize; 3],
+    alpha: T,
+    a: Operand<*const T>,
+    b: Operand<*const T>,
+    beta: T,
+    c: Operand<*mut T>,
+    epilogue: Option<Epilogue<T>>,
+    hints: Hints,
+) {
+    let (index, parts) = match share {
+        // SAFETY (both calls): forwarded caller contract; a part is a
+        // sub-product of the caller's, inside its operands.
+        Share::Whole(threads) => {
+            return unsafe {
+                gemm(
+                    kernel,
+                    threads,
+                    [m, k, n],
+                    alpha,
+                    a,
+                    b,
+                    beta,
+                    c,
+                    epilogue,
+                    hints,
+                )
+            };
+        }
+        Share::Part { index, parts } => (index, parts),
+    };
+    let by_rows = m >= n;
+    let (len, unit) = if by_rows { (m, kernel.mr) } else { (n, MAX_NR) };
+    let per_part = len.div_ceil(parts).next_multiple_of(unit);
+    let start = (index * per_part).min(len);
+    let part = per_part.min(len - start);
+    if part == 0 {
+        return;
+    }
+    let (shape, a, b, c, epilogue, hints) = if by_rows {
+        (
+            [part, k, n],
+            Operand {
+                ptr: a.ptr.wrapping_offset(start as isize * a.rs),
+                ..a
+            },
+            b,
+            Operand {
+                ptr: c.ptr.wrapping_offset(start as isize * c.rs),
+                ..c
+            },
+            epilogue,
+            hints,
+        )
+    } else {
+        (
+            [m, k, part],
+            a,
+            Operand {
+                ptr: b.ptr.wrapping_offset(start as isize * b.cs),
+                ..b
+            },
+            Operand {
+                ptr: c.ptr.wrapping_offset(start as isize * c.cs),
+                ..c
+            },
+            epilogue.map(|e| Epilogue {
+                bias: e.bias.map(|bias| Shared(bias.get().wrapping_add(start))),
+                ..e
+            }),
+            Hints {
+                b_padded_cols: hints.b_padded_cols.map(|cols| cols - start),
+                ..hints
+            },
+        )
+    };
+    // SAFETY: as above.
+    unsafe { gemm(kernel, 1, shape, alpha, a, b, beta, c, epilogue, hints) }
+}
+
 /// Runs a product of one row (or one column, as `Cᵀ = Bᵀ·Aᵀ`) on the
 /// kernel's one-row twin, if it has one and the operand it reads in place
 /// has unit column stride; returns whether it did.
@@ -721,15 +823,21 @@ impl PanelPlan {
         // A would be packed once per band), each block is packed once and
         // shared by several groups; otherwise each task packs its own.
         let a_blocks = m.div_ceil(blocks.mc);
-        let groups_per_block = if threads > 1 {
-            (4 * threads).div_ceil(a_blocks).clamp(1, slivers)
-        } else {
-            1
+        // At least four tasks a thread, and as many for every thread when
+        // there are few (11 blocks on two threads left one idle for a
+        // twelfth of a 512×1024×1024 product).
+        let groups_per_block = match threads {
+            1 => 1,
+            _ => (1..)
+                .map(|g| g * (4 * threads).div_ceil(a_blocks))
+                .find(|g| (a_blocks * g).is_multiple_of(threads) || a_blocks * g >= 16 * threads)
+                .expect("some multiple balances the threads")
+                .clamp(1, slivers),
         };
         let a_bytes = m.div_ceil(mr) * mr * kc * size_of::<T>();
         let deep = kc >= BANDS_MIN_DEPTH && a_bytes <= BANDS_MAX_A_BYTES;
         let share_a = threads > 1
-            && a_layout == ALayout::Slivers
+            && a_layout != ALayout::InPlace
             && (groups_per_block > 1 || a_bytes <= SHARED_A_MAX_BYTES || deep);
         // Bands keep a thread's B slivers and the columns of C it writes in
         // its own cache, and packing and multiplying share one fork-join:
@@ -888,6 +996,15 @@ impl<T: Element> Panel<'_, T> {
         self.mc_blk.div_ceil(self.kernel.mr)
     }
 
+    /// Values of one full A block in a shared packed A: its slivers, or its
+    /// rows at the padded stride.
+    fn shared_block_len(&self) -> usize {
+        match self.plan.a_layout {
+            ALayout::Rows => self.mc_blk * padded_row_stride::<T>(self.kc),
+            _ => self.block_slivers() * self.sliver_len(),
+        }
+    }
+
     /// `(first row, rows)` of A block `block`.
     fn block_rows(&self, block: usize) -> (usize, usize) {
         let ic = block * self.mc_blk;
@@ -960,7 +1077,7 @@ impl<T: Element> Panel<'_, T> {
         let a_shared = match (&mut a_buf, &mut steps_buf) {
             (Some(values), Some(steps)) => {
                 let slivers = plan.blocks * self.block_slivers();
-                let values = values.slice::<T>(slivers * self.sliver_len());
+                let values = values.slice::<T>(plan.blocks * self.shared_block_len());
                 let steps = steps.slice::<u16>(slivers * self.step_slots());
                 // Band tasks pack their own B slivers; otherwise a packed B
                 // panel is packed now too, beside the shared A.
@@ -1038,6 +1155,21 @@ impl<T: Element> Panel<'_, T> {
 
     /// Packs the shared A slivers of every block, by all threads together.
     fn pack_shared_a(&self, values: &mut [T], steps: &mut [u16]) {
+        if self.plan.a_layout == ALayout::Rows {
+            let stride = padded_row_stride::<T>(self.kc);
+            let rs = self.a.get().rs;
+            values
+                .par_chunks_mut(self.shared_block_len())
+                .enumerate()
+                .for_each(|(block, rows)| {
+                    let used = self.block_rows(block).1 * stride;
+                    // SAFETY: A[ic..ic+mc, pc..pc+kc] is in range (caller contract).
+                    unsafe {
+                        pack_a_rows(self.kc, self.a_block(block), rs, stride, &mut rows[..used])
+                    }
+                });
+            return;
+        }
         let (block_slivers, mr) = (self.block_slivers(), self.kernel.mr);
         let used_slots = if self.drop_zero_a { self.kc + 1 } else { 0 };
         values
@@ -1072,8 +1204,8 @@ impl<T: Element> Panel<'_, T> {
             Some(shared) => {
                 let first = block * self.block_slivers();
                 PackedA {
-                    values: &shared.values[first * self.sliver_len()..]
-                        [..a_slivers * self.sliver_len()],
+                    values: &shared.values[block * self.shared_block_len()..]
+                        [..self.shared_block_len()],
                     steps: &shared.steps[first * self.step_slots()..]
                         [..a_slivers * self.step_slots()],
                 }
@@ -1481,6 +1613,21 @@ mod tests {
     }
 
     #[test]
+    fn few_tasks_divide_evenly_among_the_threads() {
+        // 11 blocks of A read in place: two tasks per block, 22 in all.
+        let shape = [11 * scalar().mc, 96, 16];
+        let plan = first_panel(2, shape, layout(shape, false, false));
+        assert_eq!(
+            (plan.a_layout, plan.share_a, plan.bands),
+            (ALayout::InPlace, false, false)
+        );
+        assert_eq!(plan.blocks * plan.groups, 22, "{plan:?}");
+        // Three threads would want 66; a block has only 4 slivers to split.
+        let plan = first_panel(3, shape, layout(shape, false, false));
+        assert_eq!(plan.groups, plan.slivers, "{plan:?}");
+    }
+
+    #[test]
     fn a_deep_packed_a_panel_is_packed_once_for_all_bands() {
         // A column-major A 512 deep (a weight gradient at batch 512): bands
         // take every A block, so a pack per task would pack A once per band.
@@ -1492,7 +1639,7 @@ mod tests {
             PanelPlan::new(kernel, 2, [m, 256], blocks, [0, 512], layout)
         };
         let deep = plan(784);
-        assert!(784 * 512 * 4 > SHARED_A_MAX_BYTES && 784 * 512 * 4 <= BANDS_MAX_A_BYTES);
+        const { assert!(784 * 512 * 4 > SHARED_A_MAX_BYTES && 784 * 512 * 4 <= BANDS_MAX_A_BYTES) };
         assert_eq!(deep.a_layout, ALayout::Slivers);
         assert!(deep.bands && deep.share_a, "{deep:?}");
         // Too large to read again in every band: tasks of one A block each,

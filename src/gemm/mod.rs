@@ -237,15 +237,21 @@ pub(crate) fn gemm_fused<T: Element>(
     let beta = accum.beta();
     let (a_op, b_op, c_op) = (Shared(a_op), Shared(b_op), Shared(c_op));
     let work = m.saturating_mul(n).saturating_mul(k);
-    par.run(work, move |threads| {
+    // Skipping zero columns depends on which rows share a sliver, so a
+    // product that does is never cut into parts (see `PARTS_MAX_WORK`).
+    let parts_below = match hints.drop_zero_a {
+        true => 0,
+        false => driver::PARTS_MAX_WORK,
+    };
+    par.run_in_parts(work, parts_below, move |share| {
         // SAFETY: the views were bounds-checked at construction, so every
         // in-range element is inside its slice; C's layout was checked not to
         // alias itself, and the borrow checker keeps it apart from A, B and
         // the bias, which has one value per column of C (checked above).
         unsafe {
-            driver::gemm(
+            driver::gemm_share(
                 kernel,
-                threads,
+                share,
                 [m, k, n],
                 alpha,
                 a_op.get(),

@@ -26,12 +26,12 @@ unsafe fn gemm_raw<T: Element>(
     let (a, b, c) = (Shared(a), Shared(b), Shared(c));
     let work = m.saturating_mul(n).saturating_mul(k);
     // The current rayon pool sets the threads (`Par::Auto`).
-    Par::Auto.run(work, move |threads| {
+    Par::Auto.run_in_parts(work, driver::PARTS_MAX_WORK, move |share| {
         // SAFETY: forwarded caller contract.
         unsafe {
-            driver::gemm(
+            driver::gemm_share(
                 kernel,
-                threads,
+                share,
                 [m, k, n],
                 alpha,
                 a.get(),

@@ -1,12 +1,14 @@
 //! Per-call thread control.
 
 mod helpers;
+mod parts;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use helpers::{wake_helpers, with_ready_helpers};
+use parts::in_parts;
 
 /// How many threads a kernel call may use.
 ///
@@ -136,6 +138,25 @@ fn as_split_from_outside<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// How much of a call one thread computes (see [`Par::run_in_parts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Share {
+    /// All of it, with a budget of this many threads of the current pool.
+    Whole(usize),
+    /// Part `index` of `parts`, on this thread alone.
+    Part { index: usize, parts: usize },
+}
+
+/// Runs `f`, split from outside any pool, on a thread of `pool` (the global
+/// pool for `None`): its fork-joins then start where they are instead of
+/// each one waking the pool and blocking the caller until the pool is done.
+fn on_pool<R: Send>(pool: Option<&ThreadPool>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(pool) => pool.install(|| as_split_from_outside(f)),
+        None => rayon::scope(|_| as_split_from_outside(f)),
+    }
+}
+
 impl Par {
     /// Runs `f` with the thread budget this choice gives, inside the right
     /// pool; calls of fewer than [`min_parallel_work`] multiply-adds
@@ -146,16 +167,50 @@ impl Par {
     /// On `Par::Threads(0)`.
     #[track_caller]
     pub(crate) fn run<R: Send>(self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
-        let outside = rayon::current_thread_index().is_none();
+        self.run_with(work, f, |pool, threads, f| on_pool(pool, || f(threads)))
+    }
+
+    /// [`Par::run`] for a call made of independent parts: `f(Share::Whole(n))`
+    /// runs it with a budget of `n` threads of the current pool, and
+    /// `f(Share::Part { index, parts })` computes part `index` of `parts` on
+    /// its thread alone. A call from outside any pool that is split, and
+    /// does less than `parts_below` multiply-adds, runs as one part per
+    /// thread, the first on the calling thread (see [`in_parts`]); every
+    /// other call as [`Par::run`] would run it.
+    ///
+    /// # Panics
+    /// On `Par::Threads(0)`, and if a part panics.
+    #[track_caller]
+    pub(crate) fn run_in_parts(self, work: usize, parts_below: usize, f: impl Fn(Share) + Sync) {
+        let whole = |threads| f(Share::Whole(threads));
+        self.run_with(work, whole, |pool, threads, whole| {
+            match work < parts_below {
+                true => in_parts(pool, threads, &f),
+                false => on_pool(pool, || whole(threads)),
+            }
+        })
+    }
+
+    /// The routing of [`Par::run`]: `f` gets the thread budget, except for
+    /// a call from outside any pool that is split over `n` threads, which
+    /// `outside(pool, n, f)` runs (`pool`: `None` for the global pool).
+    #[track_caller]
+    fn run_with<R: Send, F: FnOnce(usize) -> R + Send>(
+        self,
+        work: usize,
+        f: F,
+        outside: impl FnOnce(Option<&ThreadPool>, usize, F) -> R,
+    ) -> R {
+        let is_outside = rayon::current_thread_index().is_none();
         match self {
             Par::Threads(0) => panic!("Par::Threads(0): a call needs at least one thread"),
             // Calls from outside any pool decide in `outside_call`.
-            _ if work < min_parallel_work() && !(outside && work >= PAR_MIN_WORK_WARM) => f(1),
+            _ if work < min_parallel_work() && !(is_outside && work >= PAR_MIN_WORK_WARM) => f(1),
             Par::Seq | Par::Threads(1) => f(1),
             Par::Threads(n) => match capped(n) {
                 1 => f(1),
-                n if outside => outside_call(work, |split| match split {
-                    true => started_pool(n).install(|| as_split_from_outside(|| f(n))),
+                n if is_outside => outside_call(work, |split| match split {
+                    true => outside(Some(&started_pool(n)), n, f),
                     false => f(1),
                 }),
                 n => started_pool(n).install(|| match wake_helpers() {
@@ -163,16 +218,10 @@ impl Par {
                     false => f(1),
                 }),
             },
-            // Called from outside any pool (a plain `sgemm` from `main`): the
-            // whole call moves onto a pool thread, as `install` would, so its
-            // fork-joins start where they are instead of each one waking the
-            // pool and blocking this thread until the pool is done. Whether
-            // it is split at all depends on the calls before it
-            // (`outside_call`).
-            Par::Auto if outside => match rayon::current_num_threads() {
+            Par::Auto if is_outside => match rayon::current_num_threads() {
                 1 => f(1),
                 n => outside_call(work, |split| match split {
-                    true => rayon::scope(|_| as_split_from_outside(|| f(n))),
+                    true => outside(None, n, f),
                     false => f(1),
                 }),
             },
