@@ -59,9 +59,11 @@ macro_rules! raw_gemm {
         /// * `m = 0` or `n = 0`: nothing is read or written.
         ///
         /// Runs on the rayon pool it is called from (wrap the call in
-        /// `pool.install` to choose the threads); small products stay on the
-        /// calling thread. The result is bitwise identical for any number of
-        /// threads. The kernel is chosen once per process: see [`Isa::selected`].
+        /// `pool.install` to choose the threads; from outside any pool, the
+        /// global pool, with the calling thread computing a share); small
+        /// products stay on the calling thread. The result is bitwise
+        /// identical for any number of threads. The kernel is chosen once
+        /// per process: see [`Isa::selected`].
         ///
         /// # Safety
         /// For every in-range `(i, p)`, `(p, j)` and `(i, j)`: the A and B
