@@ -276,8 +276,10 @@ impl Hints {
     }
 }
 
-/// `C ← α·A·B + β·C` for an `m × k` A and a `k × n` B on `kernel`, using up to
-/// `max_threads` threads of the current rayon pool (1: no rayon calls at all).
+/// `C ← α·A·B + β·C` for an `m × k` A and a `k × n` B on `kernel`: for
+/// `Share::Whole(n)` all of it, using up to `n` threads of the current
+/// rayon pool (1: no rayon calls at all); for `Share::Part`, one part of it
+/// on this thread alone (see [`part_of`]).
 ///
 /// With `hints.drop_zero_a`, A is always packed and each packed sliver's all-zero
 /// columns are dropped ([`drop_zero_columns`](super::pack::drop_zero_columns)): the product of a sparse A
@@ -292,7 +294,7 @@ impl Hints {
 /// address distinct elements of C, which must not overlap A or B.
 pub(crate) unsafe fn gemm<T: Element>(
     kernel: &'static Kernel<T>,
-    max_threads: usize,
+    share: Share,
     [m, k, n]: [usize; 3],
     alpha: T,
     a: Operand<*const T>,
@@ -302,6 +304,39 @@ pub(crate) unsafe fn gemm<T: Element>(
     epilogue: Option<Epilogue<T>>,
     hints: Hints,
 ) {
+    let max_threads = match share {
+        Share::Whole(threads) => threads,
+        Share::Part { index, parts } => {
+            let part = part_of(
+                kernel,
+                [index, parts],
+                [m, k, n],
+                [a, b],
+                c,
+                epilogue,
+                hints,
+            );
+            if let Some((shape, [a, b], c, epilogue, hints)) = part {
+                // SAFETY: forwarded caller contract; the part is a
+                // sub-product of the caller's, inside its operands.
+                unsafe {
+                    gemm(
+                        kernel,
+                        Share::Whole(1),
+                        shape,
+                        alpha,
+                        a,
+                        b,
+                        beta,
+                        c,
+                        epilogue,
+                        hints,
+                    )
+                }
+            }
+            return;
+        }
+    };
     let drop_zero_a = hints.drop_zero_a;
     if m == 0 || n == 0 {
         return;
@@ -512,92 +547,71 @@ impl Plan {
 
 /// Products from outside any pool of fewer multiply-adds than this run in
 /// parts, one per thread, the caller computing the first (see
-/// [`Par::run_in_parts`](crate::par::Par::run_in_parts) and [`gemm_share`]).
+/// [`Par::run_in_parts`](crate::par::Par::run_in_parts) and [`part_of`]).
 /// Larger ones move whole onto the pool, whose plans share packed operands
 /// between the threads: each row part would pack a packed B anew, which
 /// costs more than the caller's wake-up saves once a call takes a
 /// millisecond or more.
 pub(crate) const PARTS_MAX_WORK: usize = 1 << 27;
 
-/// [`gemm`] for one thread's [`Share`] of the product: all of it with a
-/// budget of threads, or one part alone. Parts are bands of C's rows (of
-/// its columns when it is wider than tall), a multiple of the kernel's MR
-/// rows (of [`MAX_NR`] columns) each, so that parts seldom end inside a
-/// tile. Each element of C is computed as in the whole product (the same
-/// k panels, each a sequential chain of FMAs), so the bits do not depend
-/// on the split.
-///
-/// # Safety
-/// As [`gemm`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_share<T: Element>(
-    kernel: &'static Kernel<T>,
-    share: Share,
+/// One part of a product cut as [`Share::Part`] asks: a band of C's rows
+/// (of its columns when it is wider than tall), a multiple of the kernel's
+/// MR rows (of [`MAX_NR`] columns) long, so that parts seldom end inside a
+/// tile; the shape and operands of that sub-product, or `None` if the part
+/// is empty. Each element of C is computed in the part as in the whole
+/// product (the same k panels, each a sequential chain of FMAs), so the
+/// bits do not depend on the cut.
+#[allow(clippy::type_complexity)]
+fn part_of<T: Element>(
+    kernel: &Kernel<T>,
+    [index, parts]: [usize; 2],
     [m, k, n]: [usize; 3],
-    alpha: T,
-    a: Operand<*const T>,
-    b: Operand<*const T>,
-    beta: T,
+    [a, b]: [Operand<*const T>; 2],
     c: Operand<*mut T>,
     epilogue: Option<Epilogue<T>>,
     hints: Hints,
-) {
-    let (index, parts) = match share {
-        // SAFETY (both calls): forwarded caller contract; a part is a
-        // sub-product of the caller's, inside its operands.
-        Share::Whole(threads) => {
-            return unsafe {
-                gemm(
-                    kernel,
-                    threads,
-                    [m, k, n],
-                    alpha,
-                    a,
-                    b,
-                    beta,
-                    c,
-                    epilogue,
-                    hints,
-                )
-            };
-        }
-        Share::Part { index, parts } => (index, parts),
-    };
+) -> Option<(
+    [usize; 3],
+    [Operand<*const T>; 2],
+    Operand<*mut T>,
+    Option<Epilogue<T>>,
+    Hints,
+)> {
     let by_rows = m >= n;
     let (len, unit) = if by_rows { (m, kernel.mr) } else { (n, MAX_NR) };
     let per_part = len.div_ceil(parts).next_multiple_of(unit);
     let start = (index * per_part).min(len);
     let part = per_part.min(len - start);
-    if part == 0 {
-        return;
-    }
-    let (shape, a, b, c, epilogue, hints) = if by_rows {
-        (
+    let shift = |ptr: *const T, stride: isize| ptr.wrapping_offset(start as isize * stride);
+    let c_at = |stride: isize| Operand {
+        ptr: c.ptr.wrapping_offset(start as isize * stride),
+        ..c
+    };
+    match (part, by_rows) {
+        (0, _) => None,
+        (_, true) => Some((
             [part, k, n],
-            Operand {
-                ptr: a.ptr.wrapping_offset(start as isize * a.rs),
-                ..a
-            },
-            b,
-            Operand {
-                ptr: c.ptr.wrapping_offset(start as isize * c.rs),
-                ..c
-            },
+            [
+                Operand {
+                    ptr: shift(a.ptr, a.rs),
+                    ..a
+                },
+                b,
+            ],
+            c_at(c.rs),
             epilogue,
             hints,
-        )
-    } else {
-        (
+        )),
+        (_, false) => Some((
             [m, k, part],
-            a,
-            Operand {
-                ptr: b.ptr.wrapping_offset(start as isize * b.cs),
-                ..b
-            },
-            Operand {
-                ptr: c.ptr.wrapping_offset(start as isize * c.cs),
-                ..c
-            },
+            [
+                a,
+                Operand {
+                    ptr: shift(b.ptr, b.cs),
+                    ..b
+                },
+            ],
+            c_at(c.cs),
             epilogue.map(|e| Epilogue {
                 bias: e.bias.map(|bias| Shared(bias.get().wrapping_add(start))),
                 ..e
@@ -606,10 +620,8 @@ pub(crate) unsafe fn gemm_share<T: Element>(
                 b_padded_cols: hints.b_padded_cols.map(|cols| cols - start),
                 ..hints
             },
-        )
-    };
-    // SAFETY: as above.
-    unsafe { gemm(kernel, 1, shape, alpha, a, b, beta, c, epilogue, hints) }
+        )),
+    }
 }
 
 /// Runs a product of one row (or one column, as `Cᵀ = Bᵀ·Aᵀ`) on the

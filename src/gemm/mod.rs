@@ -249,7 +249,7 @@ pub(crate) fn gemm_fused<T: Element>(
         // alias itself, and the borrow checker keeps it apart from A, B and
         // the bias, which has one value per column of C (checked above).
         unsafe {
-            driver::gemm_share(
+            driver::gemm(
                 kernel,
                 share,
                 [m, k, n],

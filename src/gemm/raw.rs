@@ -29,7 +29,7 @@ unsafe fn gemm_raw<T: Element>(
     Par::Auto.run_in_parts(work, driver::PARTS_MAX_WORK, move |share| {
         // SAFETY: forwarded caller contract.
         unsafe {
-            driver::gemm_share(
+            driver::gemm(
                 kernel,
                 share,
                 [m, k, n],
