@@ -832,8 +832,9 @@ impl PanelPlan {
         // ic × jr groups are the units of parallel work. With few A blocks
         // for the threads, a packed A small enough to share from L2, or a
         // deep panel (whose bands each take every A block: packed per task,
-        // A would be packed once per band), each block is packed once and
-        // shared by several groups; otherwise each task packs its own.
+        // A would be packed once per band), each block is packed (or its
+        // rows copied) once and shared by several groups; otherwise each
+        // task packs its own.
         let a_blocks = m.div_ceil(blocks.mc);
         // At least four tasks a thread, and as many for every thread when
         // there are few (11 blocks on two threads left one idle for a
@@ -1165,7 +1166,8 @@ impl<T: Element> Panel<'_, T> {
         self.parallel() && self.kc * self.nc >= PAR_PACK_MIN_ELEMENTS
     }
 
-    /// Packs the shared A slivers of every block, by all threads together.
+    /// Packs the shared A of every block (its slivers, or its rows copied
+    /// to the padded stride), by all threads together.
     fn pack_shared_a(&self, values: &mut [T], steps: &mut [u16]) {
         if self.plan.a_layout == ALayout::Rows {
             let stride = padded_row_stride::<T>(self.kc);
@@ -1637,6 +1639,16 @@ mod tests {
         // Three threads would want 66; a block has only 4 slivers to split.
         let plan = first_panel(3, shape, layout(shape, false, false));
         assert_eq!(plan.groups, plan.slivers, "{plan:?}");
+    }
+
+    #[test]
+    fn rows_copied_to_a_padded_stride_are_shared_by_the_tasks() {
+        // Rows 4 KiB apart, three blocks, several groups each: copied once.
+        let shape = [3 * scalar().mc, 1024, 256];
+        let plan = first_panel(2, shape, layout(shape, false, false));
+        assert_eq!(plan.a_layout, ALayout::Rows);
+        assert!(plan.share_a, "{plan:?}");
+        assert!(!first_panel(1, shape, layout(shape, false, false)).share_a);
     }
 
     #[test]
