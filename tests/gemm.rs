@@ -402,7 +402,7 @@ fn threaded_runs_match_the_reference() {
             let aliased = Case {
                 m: 200,
                 k: 1024,
-                n: 300,
+                n: 130,
                 layouts: [Layout::RowMajor, Layout::RowMajor, Layout::RowMajor],
                 ..case
             };
