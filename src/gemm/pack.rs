@@ -711,14 +711,16 @@ unsafe fn pack_rows<T: Element>(
     rsb: isize,
     out: &mut [T],
 ) {
-    // SAFETY (all arms): the caller's contract, passed on unchanged.
-    match nr {
-        64 => unsafe { pack_rows_of::<T, 64>([nr, kc], cols, b, rsb, out) },
-        32 => unsafe { pack_rows_of::<T, 32>([nr, kc], cols, b, rsb, out) },
-        16 => unsafe { pack_rows_of::<T, 16>([nr, kc], cols, b, rsb, out) },
-        8 => unsafe { pack_rows_of::<T, 8>([nr, kc], cols, b, rsb, out) },
-        4 => unsafe { pack_rows_of::<T, 4>([nr, kc], cols, b, rsb, out) },
-        _ => unsafe { pack_rows_of::<T, 0>([nr, kc], cols, b, rsb, out) },
+    // SAFETY: the caller's contract, passed on unchanged.
+    unsafe {
+        match nr {
+            64 => pack_rows_of::<T, 64>([nr, kc], cols, b, rsb, out),
+            32 => pack_rows_of::<T, 32>([nr, kc], cols, b, rsb, out),
+            16 => pack_rows_of::<T, 16>([nr, kc], cols, b, rsb, out),
+            8 => pack_rows_of::<T, 8>([nr, kc], cols, b, rsb, out),
+            4 => pack_rows_of::<T, 4>([nr, kc], cols, b, rsb, out),
+            _ => pack_rows_of::<T, 0>([nr, kc], cols, b, rsb, out),
+        }
     }
 }
 
