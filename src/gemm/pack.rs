@@ -725,7 +725,7 @@ unsafe fn pack_rows<T: Element>(
 }
 
 /// [`pack_rows`] for slivers `NR` wide (`NR` = `nr`), or `nr` wide when
-/// `NR` is 0 (a width no kernel has today).
+/// `NR` is 0 (widths not listed in [`pack_rows`]: NEON's 12 and 6).
 ///
 /// # Safety
 /// As [`pack_rows`].
